@@ -1,0 +1,70 @@
+"""`effitrain bench overhead`: the harness against a plain PyTorch loop.
+
+Both train the same model on the same batches for the same number of steps;
+they alternate, `repeats` times each, and the median ratio of training seconds
+(harness / plain) is printed. The harness's figure is its training clock plus
+the warm-up step, i.e. everything from the first batch to the last optimizer
+step, evaluation excluded; the plain loop is timed over the same span.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from harness.measure import Budget, Target
+from harness.models import small_cnn
+from harness.recipes import Arm, Recipe
+from harness.runner import Runner, build_optimizer
+
+GOAL = 1.05  # harness / plain, issue 2
+
+
+def bench_recipe(steps: int) -> Recipe:
+    """Small MNIST-shaped CNN on synthetic data, batch 64, no evaluation until the end."""
+    return Recipe(name="bench_overhead", scale="smoke", dataset="synthetic", model=small_cnn((16, 32), 128),
+                  budget=Budget(steps=steps), target=Target("val/acc", 1.1), optim={"name": "sgd", "lr": 0.01,
+                  "momentum": 0.9}, batch_size=64, eval_every_n_steps=10**9, n_val=64,
+                  arms=(Arm("baseline"),))
+
+
+def plain_loop(recipe: Recipe, runner: Runner, seed: int) -> float:
+    """Seconds for `steps` optimizer steps of a hand-written loop on the same loader."""
+    torch.manual_seed(seed)
+    data, train, _, _ = runner._loaders(recipe, seed)
+    model = recipe.model(data.input_shape, data.num_classes)
+    opt = build_optimizer(recipe.optim, model)
+    steps, done = recipe.budget.steps, 0
+    t0 = time.perf_counter()
+    while done < steps:
+        for x, y in train:
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x).float(), y).backward()
+            opt.step()
+            done += 1
+            if done == steps:
+                break
+    return time.perf_counter() - t0
+
+
+def overhead(steps: int = 200, repeats: int = 5, data_root: str = "datasets") -> float:
+    """Print per-repeat timings and the median ratio; return the ratio."""
+    from harness import data as datamod
+
+    datamod.load_dataset("synthetic", data_root, n_train=4096, n_test=256)
+    recipe = bench_recipe(steps)
+    runner = Runner(tracker=None, data_root=data_root, progress=False)
+    ratios = []
+    for r in range(repeats):
+        plain = plain_loop(recipe, runner, seed=r)
+        result, _ = runner.run_one(recipe, recipe.arms[0], seed=r)
+        harness = result.train_seconds + result.warmup_seconds
+        ratios.append(harness / plain)
+        print(f"repeat {r}: plain {plain:.3f} s, harness {harness:.3f} s, ratio {harness / plain:.3f}")
+    ratio = statistics.median(ratios)
+    verdict = "meets" if ratio <= GOAL else "misses"
+    print(f"median ratio harness/plain over {repeats} repeats of {steps} steps: {ratio:.3f} ({verdict} goal <= {GOAL})")
+    return ratio

@@ -1,0 +1,216 @@
+"""The `effitrain` command line. Every command goes through the Runner.
+
+Bad input (unknown paper, technique, recipe or dataset; bad scale; conflicting
+techniques; a budget that makes no sense) prints one line on stderr and exits
+with code 2 before any run starts or any file is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+RESULTS_DIR = Path("reports/runs")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        raise SystemExit(_fail(f"{self.prog}: {message}"))
+
+
+def _fail(message: str) -> int:
+    print(f"effitrain: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _seeds(n: int) -> list[int]:
+    if n < 1:
+        raise ValueError(f"--seeds {n}: expected a positive number of seeds")
+    return list(range(n))
+
+
+def _command_line(argv: Sequence[str]) -> str:
+    return "effitrain " + " ".join(shlex.quote(a) for a in argv)
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from harness.data import DATASET_INFO
+    from harness.recipes import recipes
+    from harness.techniques import techniques
+    from reproductions import PAPERS
+
+    print("papers:")
+    for pid, mod in PAPERS.items():
+        print(f"  {pid:40s} {mod.CARD.title} ({mod.CARD.year})")
+    print("techniques:")
+    for name, cls in techniques().items():
+        print(f"  {name:40s} {cls.description} [touches: {', '.join(sorted(cls.touches))}]")
+    print("recipes:")
+    for name, fn in recipes().items():
+        print(f"  {name:40s} {(fn.__doc__ or '').strip().splitlines()[0]}")
+    print("datasets:")
+    for name, info in DATASET_INFO.items():
+        print(f"  {name:40s} {info}")
+    return 0
+
+
+def _prepare(recipe: Any, seeds: list[int], data_root: str) -> None:
+    """All checks before any file is written: recipe, techniques, data on disk."""
+    from harness import data as datamod
+    from harness.runner import validate
+
+    validate(recipe, seeds)
+    datamod.load_dataset(recipe.dataset, data_root)
+
+
+def _execute(recipe: Any, seeds: list[int], args: argparse.Namespace, argv: Sequence[str], card: Any,
+             out: Path) -> int:
+    from harness.runner import Runner, write_results
+    from harness.tracking import Tracker
+
+    _prepare(recipe, seeds, args.data_root)
+    tracker = None if args.no_track else Tracker()
+    table = Runner(tracker, args.data_root).run(recipe, seeds, card, _command_line(argv), args.tag)
+    path = write_results(table, out)
+    _print_summary(table)
+    print(f"results: {path}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from harness.recipes import SCALES, apply_overrides
+    from reproductions import PAPERS
+
+    if args.paper not in PAPERS:
+        raise ValueError(f"unknown paper '{args.paper}'; expected one of: {', '.join(PAPERS)}")
+    if args.scale not in SCALES:
+        raise ValueError(f"scale '{args.scale}' is not one of {', '.join(SCALES)}")
+    module = PAPERS[args.paper]
+    recipe = apply_overrides(module.recipe(args.scale), args.set)
+    out = Path(args.out) / args.paper / f"{args.scale}-{args.tag}.json"
+    return _execute(recipe, _seeds(args.seeds), args, argv, module.CARD, out)
+
+
+def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from dataclasses import replace
+
+    from harness.recipes import Arm, apply_overrides, get_recipe
+    from harness.techniques import compose
+
+    base = get_recipe(args.recipe, args.scale)
+    if not args.technique:
+        raise ValueError("give at least one --technique")
+    names = tuple(c.name for c in compose(args.technique))
+    label = "+".join(names)
+    arms = (Arm("baseline", description=base.description), Arm(label, techniques=names, description=label))
+    recipe = apply_overrides(replace(base, arms=arms, baseline_arm="baseline"), args.set)
+    out = Path(args.out) / f"run-{args.recipe}" / f"{args.scale}-{label}-{args.tag}.json"
+    return _execute(recipe, _seeds(args.seeds), args, argv, None, out)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import build_report
+
+    path = build_report(args.runs_dir, args.out)
+    print(f"report: {Path(path).resolve()}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from harness import data as datamod
+
+    if args.action == "download":
+        datamod.download(args.name, args.data_root)
+        print(f"{args.name}: ok in {args.data_root}")
+    else:
+        d = datamod.load_dataset(args.name, args.data_root)
+        print(f"{args.name}: train {tuple(d.train_x.shape)}, test {tuple(d.test_x.shape)}, md5 ok")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from harness.bench import overhead
+
+    overhead(steps=args.steps, repeats=args.repeats, data_root=args.data_root)
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from harness.tracking import tracking_uri
+
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(),
+           "--host", "127.0.0.1", "--port", str(args.port)]
+    print("MLflow UI on http://127.0.0.1:%d (Ctrl-C stops it)" % args.port)
+    return subprocess.call(cmd)
+
+
+def _print_summary(table: dict[str, Any]) -> None:
+    from harness.report import format_summary
+
+    print(format_summary(table))
+
+
+# ---------------------------------------------------------------- parser
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scale", default="cpu", help="smoke | cpu | paper (default cpu)")
+    p.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..N-1 (default 1)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe field, e.g. budget.epochs=2, optim.lr=0.05, teacher.budget.epochs=3")
+    p.add_argument("--tag", default="full", help="name of this budget variant, in the results file name")
+    p.add_argument("--out", default=str(RESULTS_DIR), help="results directory (default reports/runs)")
+    p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="effitrain", description="Reproduce and compare techniques for cheaper training.")
+    parser.add_argument("--data-root", default="datasets", help="where datasets live (default datasets/)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("list", help="papers, techniques, recipes and datasets")
+    p = sub.add_parser("reproduce", help="run a paper's arms over seeds; write reports/runs/PAPER/SCALE-TAG.json")
+    p.add_argument("paper")
+    _common(p)
+    p = sub.add_parser("run", help="baseline vs an ad-hoc technique combination on a recipe")
+    p.add_argument("--recipe", required=True)
+    p.add_argument("--technique", action="append", default=[], help="repeat to combine techniques")
+    _common(p)
+    p = sub.add_parser("report", help="build reports/index.html from reports/runs")
+    p.add_argument("--runs-dir", default=str(RESULTS_DIR))
+    p.add_argument("--out", default="reports")
+    p = sub.add_parser("data", help="download (online) or check a dataset")
+    p.add_argument("action", choices=["download", "check"])
+    p.add_argument("name")
+    p = sub.add_parser("bench", help="benchmarks")
+    p.add_argument("which", choices=["overhead"])
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--repeats", type=int, default=5)
+    p = sub.add_parser("ui", help="open the MLflow UI on the default store, bound to 127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+        handlers = {"list": cmd_list, "report": cmd_report, "data": cmd_data, "bench": cmd_bench, "ui": cmd_ui}
+        if args.command in ("reproduce", "run"):
+            return (cmd_reproduce if args.command == "reproduce" else cmd_run)(args, argv)
+        return handlers[args.command](args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except (ValueError, FloatingPointError) as exc:
+        return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except KeyboardInterrupt:
+        return _fail("interrupted")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

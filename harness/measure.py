@@ -1,0 +1,293 @@
+"""Measurement definitions: the product of effitrain, kept in one module.
+
+- Training clock: seconds spent training (data loading, forward, backward,
+  optimizer, a technique's own work). Evaluation pauses it. The first training
+  step is the warm-up: it is timed separately (`warmup_seconds`) and not on the
+  clock, so one-off costs (allocator warm-up, compilation) do not decide a race.
+  On CUDA the clock reads time at synchronised boundaries.
+- Evaluation cadence: every `eval_every_n_steps` optimizer steps, plus once at
+  the end; its share of wall time is reported as `eval_share`.
+- Time to target: training-clock seconds at the first evaluation whose metric
+  reaches the target; None (infinite) when never reached.
+- Statistics: medians, bootstrap percentile intervals over seeds, speedup =
+  median baseline time / median technique time.
+- Claim verdicts: reproduced / not reproduced / inconclusive from the measured
+  interval and the claim's tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, fields
+from typing import Any, Callable
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a run may spend; it stops at the first limit reached.
+
+    Units: `epochs` passes over the training subset, `steps` optimizer steps,
+    `samples` training examples seen, `train_seconds` training-clock seconds,
+    `flops` counted training FLOPs (dense count times the techniques' declared
+    fraction).
+    """
+
+    epochs: int | None = None
+    steps: int | None = None
+    samples: int | None = None
+    train_seconds: float | None = None
+    flops: float | None = None
+
+    def validate(self) -> None:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        if all(v is None for v in values.values()):
+            raise ValueError("budget sets no limit; give at least one of " + ", ".join(values))
+        for name, value in values.items():
+            if value is not None and not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+                raise ValueError(f"budget {name}={value!r} is not a positive finite number")
+        if self.epochs is not None and int(self.epochs) != self.epochs:
+            raise ValueError(f"budget epochs={self.epochs!r} must be a whole number")
+
+    def describe(self) -> str:
+        parts = [f"{f.name}={getattr(self, f.name):g}" for f in fields(self) if getattr(self, f.name) is not None]
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The metric a run races to: `metric` reaches `value` (mode max or min)."""
+
+    metric: str = "val/acc"
+    value: float = 0.9
+    mode: str = "max"
+
+    def reached(self, measured: float) -> bool:
+        return measured >= self.value if self.mode == "max" else measured <= self.value
+
+
+class TrainClock(pl.Callback):
+    """Training-clock seconds: runs while training, paused during evaluation."""
+
+    def __init__(self) -> None:
+        self.train_seconds = 0.0
+        self.eval_seconds = 0.0
+        self.warmup_seconds = 0.0
+        self._started: float | None = None
+        self._cuda = False
+
+    def _now(self) -> float:
+        if self._cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._cuda = pl_module.device.type == "cuda"
+        self._warmup_from = self._now()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == 1 and self._started is None and self.train_seconds == 0.0:
+            self.warmup_seconds = self._now() - self._warmup_from
+            self.resume()
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.pause()
+
+    def resume(self) -> None:
+        if self._started is None:
+            self._started = self._now()
+
+    def pause(self) -> None:
+        if self._started is not None:
+            self.train_seconds += self._now() - self._started
+            self._started = None
+
+    @property
+    def seconds(self) -> float:
+        running = self._now() - self._started if self._started is not None else 0.0
+        return self.train_seconds + running
+
+    def paused(self) -> "_Paused":
+        return _Paused(self)
+
+
+class _Paused:
+    """Context manager: stop the clock, time the block as evaluation, restart."""
+
+    def __init__(self, clock: TrainClock) -> None:
+        self.clock = clock
+
+    def __enter__(self) -> None:
+        self.was_running = self.clock._started is not None
+        self.clock.pause()
+        self.t0 = self.clock._now()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.clock.eval_seconds += self.clock._now() - self.t0
+        if self.was_running:
+            self.clock.resume()
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader: Any, device: torch.device) -> dict[str, float]:
+    """Mean cross-entropy loss, accuracy and error count of `model` on `loader`."""
+    was_training = model.training
+    model.eval()
+    loss_sum, correct, n = 0.0, 0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        logits = model(x).float()
+        loss_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        correct += int((logits.argmax(1) == y).sum())
+        n += len(y)
+    model.train(was_training)
+    return {"loss": loss_sum / n, "acc": correct / n, "errors": float(n - correct)}
+
+
+class Evaluator(pl.Callback):
+    """Evaluate on the validation loader every k steps and at the end, off the clock.
+
+    Also records the training curve, the time to target, the test metrics at the
+    end and the counted FLOPs of one step (measured on the warm-up step, which
+    is off the clock, with torch's FlopCounterMode).
+    """
+
+    def __init__(self, clock: TrainClock, val_loader: Any, test_loader: Any, every_n_steps: int,
+                 target: Target, on_eval: Callable[[int, dict[str, float]], None] | None = None) -> None:
+        self.clock, self.val_loader, self.test_loader = clock, val_loader, test_loader
+        self.every_n_steps, self.target, self.on_eval = every_n_steps, target, on_eval
+        self.curve: list[dict[str, float]] = []
+        self.time_to_target: float | None = None
+        self.final: dict[str, float] = {}
+        self.flops_per_step = 0.0
+        self._flop_counter: FlopCounterMode | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == 0 and self._flop_counter is None:
+            self._flop_counter = FlopCounterMode(display=False)
+            self._flop_counter.__enter__()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._flop_counter is not None and not self.flops_per_step:
+            self._flop_counter.__exit__(None, None, None)
+            self.flops_per_step = float(self._flop_counter.get_total_flops())
+        if trainer.global_step % self.every_n_steps == 0:
+            self._evaluate(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if not self.curve or self.curve[-1]["step"] != trainer.global_step:
+            self._evaluate(trainer, pl_module)
+        with self.clock.paused():
+            test = evaluate(pl_module.model, self.test_loader, pl_module.device)
+        self.final = {f"test/{k}": v for k, v in test.items()}
+        self.final.update({k: v for k, v in self.curve[-1].items() if k.startswith("val/")})
+
+    def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        with self.clock.paused():
+            val = {f"val/{k}": v for k, v in evaluate(pl_module.model, self.val_loader, pl_module.device).items()}
+        point = {"step": trainer.global_step, "train_seconds": self.clock.train_seconds, **val}
+        self.curve.append(point)
+        if self.time_to_target is None and self.target.reached(point[self.target.metric]):
+            self.time_to_target = point["train_seconds"]
+        if self.on_eval:
+            self.on_eval(trainer.global_step, point)
+        if not math.isfinite(val["val/loss"]):
+            raise FloatingPointError(f"validation loss is {val['val/loss']} at step {trainer.global_step}")
+
+
+class BudgetStop(pl.Callback):
+    """Stop training at the first exhausted budget limit; record which one."""
+
+    def __init__(self, budget: Budget, clock: TrainClock, evaluator: Evaluator, batch_size: int,
+                 flop_fraction: float = 1.0) -> None:
+        self.budget, self.clock, self.evaluator = budget, clock, evaluator
+        self.batch_size, self.flop_fraction = batch_size, flop_fraction
+        self.samples = 0
+        self.stopped_by = "epochs"
+
+    @property
+    def flops(self) -> float:
+        return self.evaluator.flops_per_step * self.flop_fraction * self.samples / self.batch_size
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.samples += len(batch[1])
+        b = self.budget
+        checks = [("steps", b.steps, trainer.global_step), ("samples", b.samples, self.samples),
+                  ("train_seconds", b.train_seconds, self.clock.seconds), ("flops", b.flops, self.flops)]
+        for name, limit, used in checks:
+            if limit is not None and used >= limit:
+                self.stopped_by = name
+                trainer.should_stop = True
+                return
+
+
+# ---------------------------------------------------------------- statistics
+
+def time_to_target(curve: list[dict[str, float]], target: Target) -> float | None:
+    """Training seconds at the first curve point reaching the target, else None."""
+    for point in curve:
+        if target.reached(point[target.metric]):
+            return point["train_seconds"]
+    return None
+
+
+def _median(values: np.ndarray) -> float:
+    return float(np.median(values))
+
+
+def bootstrap_interval(values: list[float], stat: Callable[[np.ndarray], float] = _median,
+                       n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of `stat` over `values` (inf allowed)."""
+    arr = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    boots = np.array([stat(arr[rng.integers(0, len(arr), len(arr))]) for _ in range(n_boot)])
+    lo, hi = np.percentile(boots, [100 * (1 - level) / 2, 100 * (1 + level) / 2], method="lower")
+    return float(lo), float(hi)
+
+
+def speedup(baseline_s: list[float | None], technique_s: list[float | None], n_boot: int = 2000,
+            seed: int = 0) -> dict[str, Any]:
+    """Speedup of median times to target, with a bootstrap interval over seeds.
+
+    None (target not reached) counts as infinite time. The verdict is
+    "faster" or "slower" when the interval excludes 1, else "inconclusive".
+    """
+    b = np.array([math.inf if t is None else t for t in baseline_s], dtype=float)
+    t = np.array([math.inf if x is None else x for x in technique_s], dtype=float)
+    success = float(np.isfinite(t).mean()) if len(t) else 0.0
+    point = _ratio(np.median(b), np.median(t))
+    rng = np.random.default_rng(seed)
+    boots = [_ratio(np.median(b[rng.integers(0, len(b), len(b))]), np.median(t[rng.integers(0, len(t), len(t))]))
+             for _ in range(n_boot)]
+    boots = np.array([x for x in boots if x is not None])
+    if point is None or len(boots) == 0:
+        return {"speedup": None, "low": None, "high": None, "success_rate": success, "verdict": "target not reached"}
+    lo, hi = (float(v) for v in np.percentile(boots, [2.5, 97.5], method="lower"))
+    verdict = "faster" if lo > 1 else "slower" if hi < 1 else "inconclusive"
+    return {"speedup": point, "low": lo, "high": hi, "success_rate": success, "verdict": verdict}
+
+
+def _ratio(baseline: float, technique: float) -> float | None:
+    if not math.isfinite(baseline) and not math.isfinite(technique):
+        return None
+    if technique == 0:
+        return None
+    return float(baseline / technique)  # inf/finite = inf (technique reached, baseline did not)
+
+
+def claim_verdict(claimed: float | None, tolerance: float, low: float | None, high: float | None) -> str:
+    """Compare a measured interval [low, high] with claimed +- tolerance."""
+    if claimed is None:
+        return "no number to compare"
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return "inconclusive"
+    if high < claimed - tolerance or low > claimed + tolerance:
+        return "not reproduced"
+    if claimed - tolerance <= low and high <= claimed + tolerance:
+        return "reproduced"
+    return "inconclusive"

@@ -1,0 +1,134 @@
+"""The Technique API and its registry.
+
+A technique is a Lightning `Callback` plus metadata saying what part of training
+it touches, which techniques it cannot stack with and where it sits in the
+composition order. The functional form (plain torch) lives beside the hook class
+in each reproduction module, as Composer's algorithms do.
+
+Techniques register with `@register_technique`; a duplicate name is refused. A
+separate package adds techniques through the entry-point group
+`effitrain.techniques`: each entry point names a module (or a callable) whose
+import registers them.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+import lightning.pytorch as pl
+
+from harness.cards import PaperCard
+
+ENTRY_POINT_GROUP = "effitrain.techniques"
+
+TOUCHES = frozenset(
+    {"data", "loss", "params", "optimizer", "schedule", "precision", "gradients", "architecture", "eval"}
+)
+
+
+class Technique(pl.Callback):
+    """A training-cost technique: a Lightning callback with metadata.
+
+    Subclasses set the class attributes and override Lightning hooks. Model
+    surgery goes in `setup()` (the optimizer does not exist yet). A technique
+    that owns the number format returns a Lightning `Precision` plugin from
+    `precision_plugin()`; the Trainer takes one, so two such owners conflict.
+    A technique that changes the loss overrides `loss()`, called by the
+    harness's LightningModule with the batch's logits.
+    """
+
+    name: ClassVar[str] = ""
+    card: ClassVar[PaperCard | None] = None
+    touches: ClassVar[frozenset[str]] = frozenset()
+    conflicts: ClassVar[frozenset[str]] = frozenset()
+    order: ClassVar[int] = 50  # lower runs first; ties broken by name
+    description: ClassVar[str] = ""
+    # Arms of the same seed this technique needs trained first (e.g. a teacher).
+    needs_arms: ClassVar[tuple[str, ...]] = ()
+
+    def precision_plugin(self) -> Any | None:
+        return None
+
+    def loss(self, pl_module: Any, logits: Any, x: Any, y: Any, base_loss: Any) -> Any:
+        """Return the training loss; the default keeps the recipe's loss."""
+        return base_loss
+
+    def params(self) -> dict[str, Any]:
+        """The knobs this instance runs with, logged as MLflow params."""
+        return {}
+
+    def flop_fraction(self) -> float:
+        """Share of the dense step's FLOPs this technique declares it spends."""
+        return 1.0
+
+
+_REGISTRY: dict[str, type[Technique]] = {}
+
+
+def register_technique(cls: type[Technique]) -> type[Technique]:
+    """Class decorator: add a technique to the registry, refusing duplicates."""
+    if not cls.name:
+        raise ValueError(f"technique class {cls.__name__} has no name")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"technique '{cls.name}' is already registered by {_REGISTRY[cls.name].__module__}")
+    unknown = set(cls.touches) - TOUCHES
+    if unknown:
+        raise ValueError(f"technique '{cls.name}' touches unknown parts {sorted(unknown)}; expected some of {sorted(TOUCHES)}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+_plugins_loaded = False
+
+
+def _load_entry_points() -> None:
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        obj = ep.load()  # importing the module registers its techniques
+        if isinstance(obj, type) and issubclass(obj, Technique):
+            register_technique(obj)
+
+
+def techniques() -> dict[str, type[Technique]]:
+    """All registered techniques, built-in and from entry points, by name."""
+    import reproductions  # noqa: F401  (imports every module, which registers)
+
+    _load_entry_points()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_technique(name: str) -> type[Technique]:
+    known = techniques()
+    if name not in known:
+        raise ValueError(f"unknown technique '{name}'; expected one of: {', '.join(known)}")
+    return known[name]
+
+
+def conflict_reason(a: type[Technique], b: type[Technique]) -> str | None:
+    """Why two techniques cannot be composed, in words, or None if they can."""
+    if a.name == b.name:
+        return f"'{a.name}' is given twice"
+    if b.name in a.conflicts or a.name in b.conflicts:
+        return f"'{a.name}' and '{b.name}' declare a conflict"
+    if "precision" in a.touches and "precision" in b.touches:
+        return f"'{a.name}' and '{b.name}' both own the number format (one Lightning precision plugin per Trainer)"
+    return None
+
+
+def compose(names: list[str]) -> list[type[Technique]]:
+    """Resolve names to classes in the deterministic composition order.
+
+    Order: ascending `order`, then name. Raises ValueError for an unknown name
+    or a conflicting pair, before anything runs.
+    """
+    classes = [get_technique(n) for n in names]
+    for i, a in enumerate(classes):
+        for b in classes[i + 1 :]:
+            reason = conflict_reason(a, b)
+            if reason:
+                raise ValueError(f"techniques cannot be combined: {reason}")
+    return sorted(classes, key=lambda c: (c.order, c.name))

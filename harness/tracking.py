@@ -1,0 +1,132 @@
+"""MLflow tracking: one run per (paper, arm, seed), with provenance.
+
+The default store is an embedded SQLite file, `mlflow.db`, in the project
+directory (the current directory, or $EFFITRAIN_HOME), with artifacts under
+`mlartifacts/`; `MLFLOW_TRACKING_URI` points elsewhere (a server). Metrics are
+buffered in memory and written with `log_batch` at each evaluation, so the
+training loop never waits on the database per step.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+_MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
+
+
+def project_dir() -> Path:
+    return Path(os.environ.get("EFFITRAIN_HOME", os.getcwd())).resolve()
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_dir() / 'mlflow.db'}"
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=project_dir(), capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def provenance(dataset_md5: dict[str, str] | None = None) -> dict[str, Any]:
+    """Where a result came from: code version, library versions, hardware, data."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else (platform.processor() or platform.machine())
+    return {
+        "git_commit": _git("rev-parse", "HEAD") or "unknown",
+        "git_dirty": bool(status) if status is not None else None,
+        "torch": torch.__version__,
+        "lightning": pl.__version__,
+        "python": platform.python_version(),
+        "device": f"cuda: {device}" if torch.cuda.is_available() else f"cpu: {device}",
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "dataset_md5": dict(dataset_md5 or {}),
+    }
+
+
+class Tracker:
+    """A thin wrapper over `MlflowClient` used by the Runner."""
+
+    def __init__(self, uri: str | None = None) -> None:
+        import mlflow  # imported lazily: it takes seconds
+
+        self.uri = uri or tracking_uri()
+        self.client = mlflow.MlflowClient(tracking_uri=self.uri)
+        self._experiments: dict[str, str] = {}
+
+    def _experiment(self, name: str) -> str:
+        if name not in self._experiments:
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                artifacts = None
+                if self.uri.startswith("sqlite:"):
+                    artifacts = (project_dir() / "mlartifacts" / name.replace("/", "_")).as_uri()
+                exp_id = self.client.create_experiment(name, artifact_location=artifacts)
+            else:
+                exp_id = exp.experiment_id
+            self._experiments[name] = exp_id
+        return self._experiments[name]
+
+    def start(self, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, Any]) -> str:
+        from mlflow.entities import Param, RunTag
+
+        run = self.client.create_run(self._experiment(experiment), run_name=run_name)
+        run_id = run.info.run_id
+        flat_params = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
+        flat_tags = [RunTag(k, str(v)[:5000]) for k, v in sorted(tags.items())]
+        for i in range(0, max(len(flat_params), 1), 100):
+            self.client.log_batch(run_id, params=flat_params[i:i + 100], tags=flat_tags if i == 0 else [])
+        return run_id
+
+    def log_metrics(self, run_id: str, rows: list[tuple[str, float, int]]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, int(step)) for k, v, step in rows]
+        for i in range(0, len(metrics), _MAX_BATCH):
+            self.client.log_batch(run_id, metrics=metrics[i:i + _MAX_BATCH])
+
+    def log_artifact(self, run_id: str, path: str | Path, subdir: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), subdir)
+
+    def log_text(self, run_id: str, text: str, name: str) -> None:
+        self.client.log_text(run_id, text, name)
+
+    def end(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+
+class MetricBuffer(pl.Callback):
+    """Collect per-step training metrics; flush to MLflow at each evaluation and at the end."""
+
+    def __init__(self, tracker: Tracker | None, run_id: str | None, clock: Any, log_every_n_steps: int = 10) -> None:
+        self.tracker, self.run_id, self.clock = tracker, run_id, clock
+        self.log_every_n_steps = log_every_n_steps
+        self.rows: list[tuple[str, Any, int]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step % self.log_every_n_steps == 0 and pl_module.last_loss is not None:
+            self.rows.append(("train/loss", pl_module.last_loss, step))  # a detached tensor: no sync here
+            self.rows.append(("time/train_seconds", self.clock.seconds, step))
+
+    def add(self, step: int, metrics: dict[str, float]) -> None:
+        self.rows.extend((k, v, step) for k, v in metrics.items() if k != "step")
+        self.flush()
+
+    def flush(self) -> None:
+        rows = [(k, float(v), s) for k, v, s in self.rows]
+        self.rows = []
+        if self.tracker and self.run_id and rows:
+            self.tracker.log_metrics(self.run_id, rows)

@@ -1,0 +1,156 @@
+"""Micikevicius et al. (2018), Mixed Precision Training.
+
+Claim header (arXiv:1710.03740): fp16 arithmetic with an fp32 master copy of the
+weights, loss scaling and fp32 accumulation matches fp32 accuracy with no
+hyperparameter change, halves memory, and runs 2-8x faster on tensor-core GPUs.
+bf16 autocast is the modern variant that needs no loss scaling.
+
+Arms on one recipe: `fp32` (baseline), `bf16` (bf16 autocast) and `fp16` (fp16
+autocast + dynamic loss scaling), the last only where the device runs fp16.
+Both techniques own the number format, so they conflict with each other and
+with any other precision owner. On a CPU without bf16/fp16 matrix units the
+honest expected result is "slower": the report says so when it is.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
+
+from harness.cards import Claim, PaperCard
+from harness.measure import Budget, Target
+from harness.models import small_cnn
+from harness.recipes import Arm, Recipe, register_recipe
+from harness.techniques import Technique, register_technique
+
+CARD = PaperCard(
+    id="micikevicius2018_mixed_precision",
+    title="Mixed Precision Training",
+    authors="Paulius Micikevicius, Sharan Narang, Jonah Alben, Gregory Diamos, Erich Elsen, David Garcia, "
+            "Boris Ginsburg, Michael Houston, Oleksii Kuchaiev, Ganesh Venkatesh, Hao Wu",
+    venue="ICLR 2018",
+    year=2018,
+    arxiv="1710.03740",
+    family="arithmetic",
+    summary="fp16 storage and arithmetic with an fp32 master copy of the weights, loss scaling and fp32 "
+            "accumulation; bf16 autocast as the modern variant without loss scaling.",
+    datasets=("imagenet", "various"),
+    models=("ImageNet CNNs", "detection, speech, translation, language models, GANs"),
+    claims=(
+        Claim("bf16_accuracy", "bf16 matches fp32 accuracy (test accuracy difference bf16 - fp32)", "test/acc",
+              "bf16", 0.0, "Abstract; Section 4 (matches fp32, no hyperparameter change)", tolerance=0.005,
+              minus_arm="fp32"),
+        Claim("fp16_accuracy", "fp16 with loss scaling matches fp32 accuracy (test accuracy difference)",
+              "test/acc", "fp16", 0.0, "Abstract; Section 4", tolerance=0.005, minus_arm="fp32"),
+        Claim("memory", "about half the memory of fp32 training", "memory/peak_ratio", "fp16", 0.5, "Abstract",
+              tolerance=0.1, scales=("paper",)),
+        Claim("throughput", "2-8x math throughput on tensor-core GPUs (range, no single number)", "speedup", "fp16",
+              None, "Section 1", scales=("paper",)),
+    ),
+    notes="The accuracy tolerance (0.5 points of test accuracy) is ours: the paper says 'matches'. bf16 is not "
+          "in the paper; it is the variant modern hardware uses. On CPU, fp16 runs only where torch supports "
+          "fp16 autocast on that device; the recipe checks at run time.",
+    bibtex="@inproceedings{micikevicius2018mixed,\n  title={Mixed Precision Training},\n  author={Micikevicius, "
+           "Paulius and Narang, Sharan and Alben, Jonah and others},\n  booktitle={ICLR},\n  year={2018}\n}",
+)
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@functools.cache
+def fp16_supported(device: str) -> bool:
+    """Whether fp16 autocast forward and backward of a conv and a matmul run on `device`."""
+    try:
+        conv = torch.nn.Conv2d(1, 2, 3).to(device)
+        with torch.autocast(device, dtype=torch.float16):
+            out = conv(torch.randn(2, 1, 5, 5, device=device)).flatten(1) @ torch.randn(18, 3, device=device)
+        out.float().sum().backward()
+        return True
+    except (RuntimeError, NotImplementedError):
+        return False
+
+
+# ---------------------------------------------------------------- functional form
+
+def autocast_step(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The functional form: run the forward under autocast; params stay fp32 (the master copy)."""
+    with torch.autocast(x.device.type, dtype=dtype):
+        return model(x)
+
+
+# ---------------------------------------------------------------- techniques
+
+@register_technique
+class Bf16Autocast(Technique):
+    """bf16 autocast for forward and backward; fp32 weights and optimizer state."""
+
+    name = "bf16_autocast"
+    card = CARD
+    touches = frozenset({"precision"})
+    order = 10
+    description = "bf16 mixed precision (autocast), fp32 master weights"
+
+    def precision_plugin(self) -> MixedPrecision:
+        return MixedPrecision("bf16-mixed", _device())
+
+
+@register_technique
+class Fp16LossScaling(Technique):
+    """fp16 autocast with an fp32 master copy and dynamic loss scaling (GradScaler)."""
+
+    name = "fp16_loss_scaling"
+    card = CARD
+    touches = frozenset({"precision", "gradients"})
+    order = 10
+    description = "fp16 mixed precision with dynamic loss scaling, fp32 master weights"
+
+    def __init__(self, init_scale: float = 2.0**16, growth_interval: int = 2000) -> None:
+        self.init_scale, self.growth_interval = init_scale, growth_interval
+        self.scaler: torch.amp.GradScaler | None = None
+
+    def params(self) -> dict:
+        return {"init_scale": self.init_scale, "growth_interval": self.growth_interval}
+
+    def precision_plugin(self) -> MixedPrecision:
+        device = _device()
+        if not fp16_supported(device):
+            raise ValueError(f"fp16_loss_scaling: this torch build cannot run fp16 autocast on {device}")
+        self.scaler = torch.amp.GradScaler(device, init_scale=self.init_scale, growth_interval=self.growth_interval)
+        return MixedPrecision("16-mixed", device, scaler=self.scaler)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.scaler is not None and trainer.global_step % 50 == 0:
+            pl_module.last_loss_scale = self.scaler.get_scale()
+
+
+# ---------------------------------------------------------------- recipe
+
+_EPOCHS = {"smoke": 1, "cpu": 3, "paper": 90}
+
+
+@register_recipe("mnist_cnn")
+def mnist_cnn(scale: str) -> Recipe:
+    """A small MNIST CNN (conv16-conv32, 5x5, FC 128): SGD momentum 0.9, cosine, batch 128."""
+    smoke = scale == "smoke"
+    return Recipe(
+        name="mnist_cnn", scale=scale, dataset="synthetic" if smoke else "mnist",
+        model=small_cnn((8, 16), 32) if smoke else small_cnn((16, 32), 128),
+        budget=Budget(epochs=_EPOCHS[scale]), target=Target("val/acc", 0.5 if smoke else 0.985),
+        optim={"name": "sgd", "lr": 0.05, "momentum": 0.9}, schedule="cosine",
+        batch_size=32 if smoke else 128, eval_every_n_steps=4 if smoke else 100, n_val=64 if smoke else 5000,
+        description="synthetic 28x28, CNN 8-16" if smoke else "MNIST 55k/5k, CNN conv16-conv32-FC128",
+    )
+
+
+def recipe(scale: str) -> Recipe:
+    base = mnist_cnn(scale)
+    arms = [Arm("fp32", description="fp32 throughout"),
+            Arm("bf16", techniques=("bf16_autocast",), description="bf16 autocast, fp32 master weights")]
+    if fp16_supported(_device()):
+        arms.append(Arm("fp16", techniques=("fp16_loss_scaling",),
+                        description="fp16 autocast, fp32 master weights, dynamic loss scaling"))
+    return Recipe(**{**base.__dict__, "arms": tuple(arms), "baseline_arm": "fp32", "paper": CARD.id})
