@@ -88,12 +88,30 @@ def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     if args.paper not in PAPERS:
         raise ValueError(f"unknown paper '{args.paper}'; expected one of: {', '.join(PAPERS)}")
+    if args.params:
+        _read_params(args)
     if args.scale not in SCALES:
         raise ValueError(f"scale '{args.scale}' is not one of {', '.join(SCALES)}")
     module = PAPERS[args.paper]
     recipe = apply_overrides(module.recipe(args.scale), args.set)
     out = Path(args.out) / args.paper / f"{args.scale}-{args.tag}.json"
     return _execute(recipe, _seeds(args.seeds), args, argv, module.CARD, out)
+
+
+def _read_params(args: argparse.Namespace) -> None:
+    """Take scale, seeds, tag and the tag's overrides for this paper from a params.yaml."""
+    import yaml
+
+    try:
+        params = yaml.safe_load(Path(args.params).read_text())
+        rep = params["reproduce"]
+        args.scale, args.seeds, args.tag = rep["scale"], int(rep["seeds"]), str(rep["tag"])
+        budgets = params.get("budgets", {})
+        if args.tag not in budgets:
+            raise ValueError(f"{args.params}: no budgets.{args.tag} for reproduce.tag={args.tag!r}")
+        args.set = [str(x) for x in (budgets[args.tag].get(args.paper) or [])] + args.set
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise ValueError(f"{args.params}: cannot read reproduce.scale/seeds/tag ({type(exc).__name__}: {exc})") from None
 
 
 def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -129,6 +147,12 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(f"{args.name}: ok in {args.data_root}")
     else:
         d = datamod.load_dataset(args.name, args.data_root)
+        summary = {"name": d.name, "train": list(d.train_x.shape), "test": list(d.test_x.shape),
+                   "classes": d.classes, "mean": d.mean, "std": d.std, "md5": d.md5}
+        if args.summary:
+            from harness.runner import write_results
+
+            write_results(summary, args.summary)
         print(f"{args.name}: train {tuple(d.train_x.shape)}, test {tuple(d.test_x.shape)}, md5 ok")
     return 0
 
@@ -177,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="run a paper's arms over seeds; write reports/runs/PAPER/SCALE-TAG.json")
     p.add_argument("paper")
     _common(p)
+    p.add_argument("--params", help="read scale, seeds, tag and the tag's overrides from this params.yaml")
     p = sub.add_parser("run", help="baseline vs an ad-hoc technique combination on a recipe")
     p.add_argument("--recipe", required=True)
     p.add_argument("--technique", action="append", default=[], help="repeat to combine techniques")
@@ -187,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="download (online) or check a dataset")
     p.add_argument("action", choices=["download", "check"])
     p.add_argument("name")
+    p.add_argument("--summary", help="with check: write shapes, classes, mean/std and md5s to this JSON file")
     p = sub.add_parser("bench", help="benchmarks")
     p.add_argument("which", choices=["overhead"])
     p.add_argument("--steps", type=int, default=200)

@@ -274,6 +274,7 @@ class Runner:
                 context.models[arm.name] = model
                 results[arm.name].append(result)
                 bar.update(1)
+                tqdm.write(_progress_line(bar.n, bar.total, result), file=sys.stderr)
         bar.close()
         return self._table(recipe, arms, seeds, results, card, command, tag, budget_note, data_md5)
 
@@ -295,6 +296,14 @@ class Runner:
             "claims": judge_claims(card, recipe, results) if card else [],
             "provenance": provenance(data_md5),
         }
+
+
+def _progress_line(done: int, total: int, r: RunResult) -> str:
+    tta = "not reached" if r.time_to_target_s is None else f"{r.time_to_target_s:.1f} s"
+    acc = r.final.get("test/acc")
+    acc_text = f", test acc {100 * acc:.2f}%" if acc is not None else ""
+    return (f"[{done}/{total}] {r.arm} seed {r.seed}: {r.steps} steps, {r.train_seconds:.1f} s training "
+            f"(+{r.eval_seconds:.1f} s eval), time to target {tta}{acc_text}")
 
 
 def _quiet_lightning() -> None:
@@ -331,7 +340,7 @@ def _summary_metrics(r: RunResult) -> list[tuple[str, float, int]]:
             ("cost/flops", r.flops, r.steps), ("cost/samples", r.samples, r.steps)]
     if r.time_to_target_s is not None:
         rows.append(("time/time_to_target_s", r.time_to_target_s, r.steps))
-    rows += [(k, v, r.steps) for k, v in r.final.items()]
+    rows += [(k, v, r.steps) for k, v in r.final.items() if not k.startswith("val/")]  # val/ is on the curve
     return rows
 
 

@@ -86,7 +86,9 @@ def _make_jpeg_tar(root: Path, per_class: int = 3) -> Path:
             for cls in reversed(COLOURS):  # written out of order: the loader must sort
                 for i in range(n):
                     buf = io.BytesIO()
-                    Image.new("RGB", (32, 32), COLOURS[cls]).save(buf, "JPEG", quality=75)
+                    mode = "L" if split == "test" else "RGB"  # grey files decode to RGB too
+                    image = Image.new("RGB", (32, 32), COLOURS[cls]).convert(mode)
+                    image.save(buf, "JPEG", quality=75)
                     _add_bytes(tar, f"cifar10-jpeg75/{split}/{cls}/{i:04d}.jpg", buf.getvalue())
     return path
 
@@ -159,6 +161,7 @@ def test_jpeg_tarball_decodes_in_sorted_order_and_caches(tmp_path, monkeypatch) 
     assert d.train_x.shape == (6, 3, 32, 32) and d.test_x.shape == (2, 3, 32, 32)
     assert d.classes == ["cat", "dog"] and d.train_y.tolist() == [0, 0, 0, 1, 1, 1]
     assert d.test_y.tolist() == [0, 1]
+    assert (d.test_x[1, 0].int() - d.test_x[1, 2].int()).abs().max() <= 1  # grey: R == B
     cat = torch.tensor(COLOURS["cat"], dtype=torch.float32)
     assert (d.train_x[0].float().mean(dim=(1, 2)) - cat).abs().max() < 4  # JPEG is lossy
     digest = hashlib.md5(path.read_bytes()).hexdigest()
@@ -263,7 +266,8 @@ def test_batch_crop_translates_with_zero_fill(dtype: torch.dtype) -> None:
     shifts = {(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)}
     seen = set()
     for i in range(len(x)):
-        match = [s for s in shifts if torch.equal(out[i], padded[i, :, s[0]:s[0] + 6, s[1]:s[1] + 5])]
+        match = [(dy, dx) for dy, dx in shifts
+                 if torch.equal(out[i], padded[i, :, dy:dy + 6, dx:dx + 5])]
         assert len(match) == 1
         seen.add(match[0])
     assert len(seen) > 1

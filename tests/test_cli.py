@@ -1,0 +1,63 @@
+"""The CLI: list, a smoke reproduction end to end, and every error path (one line, exit 2, no files)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.cli import main
+
+
+def _files(path):
+    return sorted(p.relative_to(path) for p in path.rglob("*"))
+
+
+def test_list_names_everything(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("hinton2015_distillation", "micikevicius2018_mixed_precision", "distillation", "bf16_autocast",
+                 "mnist_mlp", "cifar10-jpeg75", "synthetic"):
+        assert name in out
+
+
+def test_reproduce_smoke_writes_results_and_report(project, capsys):
+    assert main(["reproduce", "micikevicius2018_mixed_precision", "--scale", "smoke", "--seeds", "2"]) == 0
+    path = project / "reports/runs/micikevicius2018_mixed_precision/smoke-full.json"
+    table = json.loads(path.read_text())
+    assert table["seeds"] == [0, 1] and set(table["arms"]) >= {"fp32", "bf16"}
+    assert all(c["verdict"] == "not run at this scale" for c in table["claims"])  # synthetic data
+    assert "bf16" in table["speedups"]
+    assert (project / "mlflow.db").exists()
+    assert main(["report"]) == 0
+    assert "micikevicius2018_mixed_precision.html" in (project / "reports/index.html").read_text()
+
+
+def test_run_composes_techniques_ad_hoc(project):
+    assert main(["run", "--recipe", "mnist_cnn", "--scale", "smoke", "--technique", "bf16_autocast",
+                 "--set", "budget.steps=3", "--no-track"]) == 0
+    table = json.loads(next((project / "reports/runs").rglob("*.json")).read_text())
+    assert list(table["arms"]) == ["baseline", "bf16_autocast"]
+    assert table["arms"]["bf16_autocast"]["runs"][0]["steps"] == 3
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["reproduce", "no_such_paper", "--scale", "smoke"], "unknown paper"),
+    (["reproduce", "hinton2015_distillation", "--scale", "huge"], "scale 'huge'"),
+    (["reproduce", "hinton2015_distillation", "--scale", "smoke", "--seeds", "0"], "--seeds 0"),
+    (["reproduce", "hinton2015_distillation", "--scale", "smoke", "--set", "budget.epochs=-1"], "budget epochs=-1"),
+    (["reproduce", "hinton2015_distillation", "--scale", "smoke", "--set", "budget.bogus=1"], "budget.<field>"),
+    (["reproduce", "hinton2015_distillation", "--scale", "smoke", "--set", "nonsense"], "key=value"),
+    (["reproduce", "hinton2015_distillation", "--scale", "cpu"], "dvc pull"),
+    (["run", "--recipe", "no_such_recipe", "--technique", "bf16_autocast"], "unknown recipe"),
+    (["run", "--recipe", "mnist_cnn", "--scale", "smoke", "--technique", "no_such_trick"], "unknown technique"),
+    (["run", "--recipe", "mnist_cnn", "--scale", "smoke", "--technique", "bf16_autocast",
+      "--technique", "fp16_loss_scaling"], "both own the number format"),
+    (["run", "--recipe", "mnist_cnn", "--scale", "smoke", "--technique", "distillation"], "needs arm"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(project, capsys, argv, message):
+    assert main(["--data-root", str(project / "nowhere"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("effitrain: error:") and message in err, err
+    assert _files(project) == []  # no results, no MLflow store, nothing

@@ -1,0 +1,34 @@
+"""Every (paper, arm, seed) is an MLflow run holding params, metrics, provenance and the module source."""
+
+from __future__ import annotations
+
+import mlflow
+
+from harness.runner import Runner
+from harness.tracking import Tracker, tracking_uri
+from reproductions import hinton2015_distillation as hinton
+
+
+def test_mlflow_run_holds_params_metrics_provenance_and_source(project):
+    assert tracking_uri() == f"sqlite:///{project / 'mlflow.db'}"
+    recipe = hinton.recipe("smoke")
+    table = Runner(Tracker(), progress=False).run(recipe, seeds=[0], card=hinton.CARD)
+    client = mlflow.MlflowClient(tracking_uri())
+    runs = client.search_runs([client.get_experiment_by_name("effitrain/hinton2015_distillation").experiment_id])
+    assert sorted(r.data.tags["arm"] for r in runs) == ["distilled", "hard_student", "teacher"]
+    run = client.get_run(table["arms"]["distilled"]["runs"][0]["run_id"])
+    assert run.info.status == "FINISHED"
+    params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
+    assert params["arm"] == "distilled" and params["seed"] == "0" and params["distillation.temperature"] == "20.0"
+    assert params["optim.lr"] == "0.05" and "budget" in params
+    for key in ("git_commit", "git_dirty", "torch", "lightning", "device", "cpu_count", "dataset_md5"):
+        assert f"provenance.{key}" in tags
+    assert {"val/acc", "test/acc", "test/errors", "time/train_seconds_total", "cost/flops"} <= set(metrics)
+    history = client.get_metric_history(run.info.run_id, "val/acc")
+    assert len(history) == len(table["arms"]["distilled"]["runs"][0]["curve"]) >= 2  # per-step curve
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "source")] == ["source/hinton2015_distillation.py"]
+
+
+def test_tracking_uri_env_overrides_default(project, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'other.db'}")
+    assert Tracker().uri.endswith("other.db")
