@@ -68,3 +68,47 @@ def overhead(steps: int = 200, repeats: int = 5, data_root: str = "datasets") ->
     verdict = "meets" if ratio <= GOAL else "misses"
     print(f"median ratio harness/plain over {repeats} repeats of {steps} steps: {ratio:.3f} ({verdict} goal <= {GOAL})")
     return ratio
+
+
+def precision(steps: int = 10, batch_size: int = 128) -> dict[str, float]:
+    """Median milliseconds per training step of each recipe model in fp32, bf16 and fp16 autocast.
+
+    Answers "does mixed precision pay on this machine?" before a long run: on
+    CPUs with AMX-bf16 bf16 convolutions are fast, while torch's CPU fp16
+    convolution has no fast kernel.
+    """
+    from harness.recipes import get_recipe
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    out: dict[str, float] = {}
+    for name in ("mnist_cnn", "mnist_mlp"):
+        recipe = get_recipe(name, "cpu")
+        x = torch.randn(batch_size, 1, 28, 28, device=device)
+        x = x.flatten(1) if recipe.flatten else x
+        y = torch.randint(0, 10, (batch_size,), device=device)
+        base = None
+        for label, dtype in (("fp32", None), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
+            torch.manual_seed(0)
+            model = recipe.model((1, 28, 28), 10).to(device)
+            opt = build_optimizer(recipe.optim, model)
+            ms = _median_step_ms(model, opt, x, y, dtype, steps if dtype != torch.float16 or device == "cuda" else 3)
+            base = base or ms
+            out[f"{name}/{label}"] = ms
+            print(f"{name:10s} {label}: {ms:8.1f} ms/step  ({base / ms:5.2f}x fp32 speed)", flush=True)
+    return out
+
+
+def _median_step_ms(model, opt, x, y, dtype, steps: int) -> float:
+    times = []
+    for i in range(steps + 2):  # two warm-up steps are not counted
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = F.cross_entropy(model(x).float(), y)
+        loss.backward()
+        opt.step()
+        if x.device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)

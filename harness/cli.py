@@ -158,9 +158,12 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from harness.bench import overhead
+    from harness import bench
 
-    overhead(steps=args.steps, repeats=args.repeats, data_root=args.data_root)
+    if args.which == "overhead":
+        bench.overhead(steps=args.steps, repeats=args.repeats, data_root=args.data_root)
+    else:
+        bench.precision()
     return 0
 
 
@@ -214,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--summary", help="with check: write shapes, classes, mean/std and md5s to this JSON file")
     p = sub.add_parser("bench", help="benchmarks")
-    p.add_argument("which", choices=["overhead"])
+    p.add_argument("which", choices=["overhead", "precision"],
+                   help="overhead: harness vs plain loop; precision: ms/step in fp32, bf16, fp16")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--repeats", type=int, default=5)
     p = sub.add_parser("ui", help="open the MLflow UI on the default store, bound to 127.0.0.1")

@@ -263,6 +263,7 @@ class Runner:
         bar = tqdm(total=len(arms) * len(seeds), desc=recipe.paper or recipe.name, unit="run",
                    disable=None, file=sys.stderr)
         data_md5: dict[str, str] = {}
+        done = 0
         for seed in seeds:
             context: RunContext | None = None
             for arm in arms:
@@ -274,7 +275,8 @@ class Runner:
                 context.models[arm.name] = model
                 results[arm.name].append(result)
                 bar.update(1)
-                tqdm.write(_progress_line(bar.n, bar.total, result), file=sys.stderr)
+                done += 1
+                tqdm.write(_progress_line(done, len(arms) * len(seeds), result), file=sys.stderr)
         bar.close()
         return self._table(recipe, arms, seeds, results, card, command, tag, budget_note, data_md5)
 

@@ -108,8 +108,9 @@ class Distillation(Technique):
 
 # ---------------------------------------------------------------- recipe
 
-# Epochs per scale: (teacher, student). cpu: full MNIST (55k train, 5k validation).
-_EPOCHS = {"smoke": (1, 1), "cpu": (12, 8), "paper": (100, 60)}
+# Epochs per scale: (teacher, student). cpu: full MNIST (55k train, 5k validation); measured here
+# at about 40 s per teacher epoch and 8 s (hard) / 13 s (distilled) per student epoch.
+_EPOCHS = {"smoke": (1, 1), "cpu": (10, 10), "paper": (100, 60)}
 
 
 @register_recipe("mnist_mlp")
