@@ -13,7 +13,7 @@ Sources (``root`` defaults to ``datasets/``, filled offline by ``dvc pull``):
 - ``cifar10-jpeg75``: CIFAR-10 re-encoded as JPEG quality 75 (lossy; report it under this name,
   never as ``cifar10``) in ``root/cifar10-jpeg75/``. The first load reads the tarball and decodes
   its 60,000 JPEGs with PIL: about 15 s on the project's 2-core machine (up to 28 s while other
-  jobs share the cores). The tensors are then cached in ``root/.cache/cifar10-jpeg75-<md5>.pt``
+  jobs share the cores). The tensors are then cached in ``cache_dir()/cifar10-jpeg75-<md5>.pt``
   (185 MB); later loads take about 0.8 s (tarball md5, torch.load, channel statistics).
 - ``synthetic``: a small learnable set generated from a seed, for smoke tests.
 
@@ -261,12 +261,21 @@ def _decode_jpeg_tar(path: Path) -> tuple[dict[str, tuple[Tensor, Tensor]], list
     return out, classes
 
 
+def cache_dir() -> Path:
+    """Where decoded datasets are cached: $EFFITRAIN_CACHE, else ~/.cache/effitrain.
+
+    Never inside the data root: `datasets/` is tracked by DVC, and a file
+    added there would change its hash and rewrite `datasets.dvc`.
+    """
+    return Path(os.environ.get("EFFITRAIN_CACHE") or Path.home() / ".cache" / "effitrain")
+
+
 def load_cifar10_jpeg75(root: str | Path = "datasets", *, expected_md5: Md5Table | None = None,
                         use_cache: bool = True) -> ImageData:
     """CIFAR-10 as JPEG q75 files in a tarball, decoded once per machine and cached by md5."""
     path = Path(root) / "cifar10-jpeg75" / JPEG75_TARBALL
     digest = _check_file("cifar10-jpeg75", path, expected_md5)
-    cache = Path(root) / ".cache" / f"cifar10-jpeg75-{digest}.pt"
+    cache = cache_dir() / f"cifar10-jpeg75-{digest}.pt"
     blob = _read_cache(cache, digest) if use_cache else None
     if blob is None:
         splits, classes = _decode_jpeg_tar(path)

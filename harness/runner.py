@@ -284,7 +284,7 @@ class Runner:
         base = [r.time_to_target_s for r in results[recipe.baseline_arm]]
         speedups = {a.name: speedup(base, [r.time_to_target_s for r in results[a.name]])
                     for a in arms if not a.reference and a.name != recipe.baseline_arm}
-        budget = budget_note or f"{recipe.scale} scale ({tag}): {recipe.description}; budget {recipe.budget.describe()}"
+        budget = budget_note or describe_budget(recipe, tag)
         return {
             "paper": recipe.paper or recipe.name, "scale": recipe.scale, "tag": tag,
             "card": card.summary_dict() if card else {"title": recipe.name, "authors": "", "venue": "", "year": None,
@@ -315,6 +315,14 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     # Lightning 2.6 still uses torch's LeafSpec, which torch 2.14 deprecates (harmless).
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*", category=FutureWarning)
+
+
+def describe_budget(recipe: Recipe, tag: str) -> str:
+    """The budget line of a results table, from the effective (overridden) per-arm budgets."""
+    text = f"{recipe.scale} scale ({tag}): {recipe.description}; budget {recipe.budget.describe()}"
+    own = [f"{a.name} {recipe.for_arm(a).budget.describe()}" for a in recipe.arms
+           if recipe.for_arm(a).budget != recipe.budget]
+    return text + (f" ({'; '.join(own)})" if own else "") + f"; batch {recipe.batch_size}"
 
 
 def _total_steps(recipe: Recipe, steps_per_epoch: int) -> int:

@@ -31,3 +31,9 @@ def project(tmp_path, monkeypatch):
     monkeypatch.setenv("EFFITRAIN_HOME", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Decoded-dataset caches go to the test's temp dir, never the user's ~/.cache."""
+    monkeypatch.setenv("EFFITRAIN_CACHE", str(tmp_path / ".cache"))

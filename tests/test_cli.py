@@ -61,3 +61,20 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(project, capsys, argv, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("effitrain: error:") and message in err, err
     assert _files(project) == []  # no results, no MLflow store, nothing
+
+
+def test_reproduce_reads_scale_seeds_tag_and_overrides_from_params(project):
+    (project / "params.yaml").write_text(
+        "reproduce: {scale: smoke, seeds: 1, tag: quick}\n"
+        "budgets:\n  quick:\n    hinton2015_distillation: [budget.steps=2, teacher.budget.steps=3]\n")
+    assert main(["reproduce", "hinton2015_distillation", "--params", "params.yaml", "--no-track"]) == 0
+    table = json.loads((project / "reports/runs/hinton2015_distillation/smoke-quick.json").read_text())
+    steps = {arm: a["runs"][0]["steps"] for arm, a in table["arms"].items()}
+    assert steps == {"teacher": 3, "hard_student": 2, "distilled": 2}
+    assert table["tag"] == "quick" and table["seeds"] == [0]
+
+
+def test_params_with_an_unknown_tag_is_refused(project, capsys):
+    (project / "params.yaml").write_text("reproduce: {scale: smoke, seeds: 1, tag: nope}\nbudgets: {}\n")
+    assert main(["reproduce", "hinton2015_distillation", "--params", "params.yaml"]) == 2
+    assert "no budgets.nope" in capsys.readouterr().err
