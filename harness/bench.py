@@ -2,9 +2,9 @@
 
 Both train the same model on the same batches for the same number of steps;
 they alternate, `repeats` times each, and the median ratio of training seconds
-(harness / plain) is printed. The harness's figure is its training clock plus
-the warm-up step, i.e. everything from the first batch to the last optimizer
-step, evaluation excluded; the plain loop is timed over the same span.
+(harness / plain) is printed. Both are timed as the training clock defines it:
+from the end of the first (warm-up) step to the last optimizer step, which is
+the time every time-to-target figure is made of.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def plain_loop(recipe: Recipe, runner: Runner, seed: int) -> float:
             F.cross_entropy(model(x).float(), y).backward()
             opt.step()
             done += 1
+            if done == 1:  # the first step is warm-up, off the clock as in the harness
+                t0 = time.perf_counter()
             if done == steps:
                 break
     return time.perf_counter() - t0
@@ -61,7 +63,7 @@ def overhead(steps: int = 200, repeats: int = 5, data_root: str = "datasets") ->
     for r in range(repeats):
         plain = plain_loop(recipe, runner, seed=r)
         result, _ = runner.run_one(recipe, recipe.arms[0], seed=r)
-        harness = result.train_seconds + result.warmup_seconds
+        harness = result.train_seconds
         ratios.append(harness / plain)
         print(f"repeat {r}: plain {plain:.3f} s, harness {harness:.3f} s, ratio {harness / plain:.3f}")
     ratio = statistics.median(ratios)

@@ -255,7 +255,9 @@ def speedup(baseline_s: list[float | None], technique_s: list[float | None], n_b
     """Speedup of median times to target, with a bootstrap interval over seeds.
 
     None (target not reached) counts as infinite time. The verdict is
-    "faster" or "slower" when the interval excludes 1, else "inconclusive".
+    "faster" or "slower" when the interval excludes 1, else "inconclusive". A
+    technique that never reaches the target has speedup 0 ("slower"); one that
+    reaches it when the baseline never does has no finite speedup (None).
     """
     b = np.array([math.inf if t is None else t for t in baseline_s], dtype=float)
     t = np.array([math.inf if x is None else x for x in technique_s], dtype=float)
@@ -267,6 +269,9 @@ def speedup(baseline_s: list[float | None], technique_s: list[float | None], n_b
     boots = np.array([x for x in boots if x is not None])
     if point is None or len(boots) == 0:
         return {"speedup": None, "low": None, "high": None, "success_rate": success, "verdict": "target not reached"}
+    if math.isinf(point):  # only the technique reached the target: no finite ratio to report
+        return {"speedup": None, "low": None, "high": None, "success_rate": success,
+                "verdict": "only the technique reached the target"}
     lo, hi = (float(v) for v in np.percentile(boots, [2.5, 97.5], method="lower"))
     verdict = "faster" if lo > 1 else "slower" if hi < 1 else "inconclusive"
     return {"speedup": point, "low": lo, "high": hi, "success_rate": success, "verdict": verdict}

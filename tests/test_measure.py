@@ -95,3 +95,31 @@ def test_speedup_interval_and_verdicts():
 ])
 def test_claim_verdict(claimed, tol, low, high, verdict):
     assert claim_verdict(claimed, tol, low, high) == verdict
+
+
+def test_speedup_when_only_the_technique_reaches_the_target_is_not_infinite():
+    only = speedup([None, None, None], [4.0, 5.0, 6.0])
+    assert only["speedup"] is None and only["verdict"] == "only the technique reached the target"
+    assert only["success_rate"] == 1.0
+
+
+def test_claims_are_judged_per_seed_and_unmeasured_metrics_say_so():
+    from harness.cards import Claim, PaperCard
+    from harness.runner import RunResult, judge_claims
+
+    def run(arm, seed, errors):
+        return RunResult(arm, seed, None, 1.0, 0.1, 0.1, 0.1, 10, 320, 1e6, None, {"test/errors": errors}, [], "steps")
+
+    card = PaperCard("p", "t", "a", "v", 2000, "s", ("mnist",), ("mlp",), claims=(
+        Claim("b", "base errors", "test/errors", "base", 100, "Table 1", tolerance=10),
+        Claim("gain", "tech minus base", "test/errors", "tech", -50, "Table 1", tolerance=10, minus_arm="base"),
+        Claim("mem", "memory", "memory/peak_ratio", "tech", 0.5, "Abstract"),
+        Claim("big", "paper only", "test/errors", "tech", 1, "Table 2", scales=("paper",)),
+    ))
+    results = {"base": [run("base", s, e) for s, e in enumerate((98, 100, 104))],
+               "tech": [run("tech", s, e) for s, e in enumerate((50, 49, 55))]}
+    rows = {r["id"]: r for r in judge_claims(card, tiny_recipe(scale="cpu"), results)}
+    assert rows["b"]["measured"] == 100 and rows["b"]["verdict"] == "reproduced"
+    assert rows["gain"]["measured"] == -49 and rows["gain"]["verdict"] == "reproduced"  # paired by seed
+    assert rows["mem"]["verdict"] == "not measured"
+    assert rows["big"]["verdict"] == "not run at this scale"

@@ -88,3 +88,25 @@ def test_distillation_without_a_teacher_arm_is_refused_before_running():
     recipe = tiny_recipe(arms=[Arm("baseline"), Arm("d", techniques=("distillation",))])
     with pytest.raises(ValueError, match="needs arm"):
         Runner(progress=False).run(recipe, seeds=[0])
+
+
+class LrProbe(tech.Technique):
+    """Test-only: records the learning rate after every optimizer step."""
+
+    name = "lr_probe"
+    touches = frozenset({"eval"})
+    seen: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        LrProbe.seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_schedule_steps_once_per_batch(monkeypatch):
+    monkeypatch.setattr(tech, "_REGISTRY", dict(tech._REGISTRY))
+    tech.register_technique(LrProbe)
+    LrProbe.seen = []
+    recipe = tiny_recipe(arms=[Arm("baseline", techniques=("lr_probe",))], budget=Budget(steps=4), schedule="cosine")
+    Runner(progress=False).run_one(recipe, recipe.arms[0], seed=0)
+    lr0 = recipe.optim["lr"]
+    expected = [lr0 * (1 + torch.cos(torch.tensor(torch.pi * k / 4))).item() / 2 for k in range(1, 5)]
+    assert LrProbe.seen == pytest.approx(expected, abs=1e-7)  # cosine to 0 over the 4-step budget
