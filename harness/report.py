@@ -166,7 +166,11 @@ def _tta_cell(times: list[float]) -> str:
 
 
 def _fmt_speedup(sp: dict[str, Any] | None) -> str:
-    """`1.10× [0.90, 1.30]`, or `n/a` when no speedup could be computed."""
+    """`1.10× [0.90, 1.30]`, `n/a` when no speedup could be computed, or why not."""
+    if sp and sp.get("speedup") == 0:
+        return "0× (technique never reached the target)"
+    if sp and sp.get("verdict") == "only the technique reached the target":
+        return "∞ (only the technique reached the target)"
     if not sp or sp.get("speedup") is None:
         return "n/a"
     if sp.get("low") is None or sp.get("high") is None:

@@ -173,3 +173,14 @@ def test_bad_json_and_misplaced_file_raise(tmp_path: Path) -> None:
     (tmp_path / "runs" / PAPER / "cpu.json").rename(tmp_path / "runs" / PAPER / "paper.json")
     with pytest.raises(ValueError, match="paper.json"):
         build_report(tmp_path / "runs", tmp_path / "out")
+
+
+def test_speedup_cells_say_why_there_is_no_ratio():
+    from harness.report import _fmt_speedup
+
+    assert _fmt_speedup({"speedup": 0.0, "low": 0.0, "high": 0.0, "success_rate": 0.0,
+                         "verdict": "slower"}) == "0× (technique never reached the target)"
+    assert _fmt_speedup({"speedup": None, "low": None, "high": None, "success_rate": 1.0,
+                         "verdict": "only the technique reached the target"}).startswith("∞")
+    assert _fmt_speedup({"speedup": None, "low": None, "high": None, "success_rate": 0.0,
+                         "verdict": "target not reached"}) == "n/a"
