@@ -69,13 +69,13 @@ def _prepare(recipe: Any, seeds: list[int], data_root: str) -> None:
 
 
 def _execute(recipe: Any, seeds: list[int], args: argparse.Namespace, argv: Sequence[str], card: Any,
-             out: Path) -> int:
+             out: Path, name: str | None = None) -> int:
     from harness.runner import Runner, write_results
     from harness.tracking import Tracker
 
     _prepare(recipe, seeds, args.data_root)
     tracker = None if args.no_track else Tracker()
-    table = Runner(tracker, args.data_root).run(recipe, seeds, card, _command_line(argv), args.tag)
+    table = Runner(tracker, args.data_root).run(recipe, seeds, card, _command_line(argv), args.tag, name=name)
     path = write_results(table, out)
     _print_summary(table)
     print(f"results: {path}")
@@ -127,8 +127,9 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     label = "+".join(names)
     arms = (Arm("baseline", description=base.description), Arm(label, techniques=names, description=label))
     recipe = apply_overrides(replace(base, arms=arms, baseline_arm="baseline"), args.set)
-    out = Path(args.out) / f"run-{args.recipe}" / f"{args.scale}-{label}-{args.tag}.json"
-    return _execute(recipe, _seeds(args.seeds), args, argv, None, out)
+    args.tag = f"{label}-{args.tag}"  # the results file and report section name the techniques
+    out = Path(args.out) / f"run-{args.recipe}" / f"{args.scale}-{args.tag}.json"
+    return _execute(recipe, _seeds(args.seeds), args, argv, None, out, name=f"run-{args.recipe}")
 
 
 def cmd_report(args: argparse.Namespace) -> int:

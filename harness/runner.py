@@ -270,7 +270,7 @@ class Runner:
 
     # -- a whole experiment
     def run(self, recipe: Recipe, seeds: list[int], card: PaperCard | None = None, command: str = "",
-            tag: str = "full", budget_note: str = "") -> dict[str, Any]:
+            tag: str = "full", budget_note: str = "", name: str | None = None) -> dict[str, Any]:
         """Run every arm over every seed; return the results table (schema in harness/report.py)."""
         validate(recipe, seeds)
         arms = arm_order(recipe)
@@ -293,15 +293,15 @@ class Runner:
                 done += 1
                 tqdm.write(_progress_line(done, len(arms) * len(seeds), result), file=sys.stderr)
         bar.close()
-        return self._table(recipe, arms, seeds, results, card, command, tag, budget_note, data_md5)
+        return self._table(recipe, arms, seeds, results, card, command, tag, budget_note, data_md5, name)
 
-    def _table(self, recipe, arms, seeds, results, card, command, tag, budget_note, data_md5) -> dict[str, Any]:
+    def _table(self, recipe, arms, seeds, results, card, command, tag, budget_note, data_md5, name) -> dict[str, Any]:
         base = [r.time_to_target_s for r in results[recipe.baseline_arm]]
         speedups = {a.name: speedup(base, [r.time_to_target_s for r in results[a.name]])
                     for a in arms if not a.reference and a.name != recipe.baseline_arm}
         budget = budget_note or describe_budget(recipe, tag)
         return {
-            "paper": recipe.paper or recipe.name, "scale": recipe.scale, "tag": tag,
+            "paper": name or recipe.paper or recipe.name, "scale": recipe.scale, "tag": tag,
             "card": card.summary_dict() if card else {"title": recipe.name, "authors": "", "venue": "", "year": None,
                                                        "arxiv": None, "url": None, "summary": recipe.description},
             "budget": budget, "command": command, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -36,9 +36,20 @@ def test_reproduce_smoke_writes_results_and_report(project, capsys):
 def test_run_composes_techniques_ad_hoc(project):
     assert main(["run", "--recipe", "mnist_cnn", "--scale", "smoke", "--technique", "bf16_autocast",
                  "--set", "budget.steps=3", "--no-track"]) == 0
-    table = json.loads(next((project / "reports/runs").rglob("*.json")).read_text())
+    table = json.loads((project / "reports/runs/run-mnist_cnn/smoke-bf16_autocast-full.json").read_text())
     assert list(table["arms"]) == ["baseline", "bf16_autocast"]
     assert table["arms"]["bf16_autocast"]["runs"][0]["steps"] == 3
+    assert main(["report"]) == 0  # ad-hoc tables get their own report page
+    assert (project / "reports/run-mnist_cnn.html").exists()
+
+
+def test_a_test_accuracy_target_scores_the_test_set_at_each_evaluation(project):
+    assert main(["run", "--recipe", "mnist_cnn", "--scale", "smoke", "--technique", "bf16_autocast", "--no-track",
+                 "--set", "budget.steps=8", "--set", "target.metric=test/acc", "--set", "target.value=0.0"]) == 0
+    table = json.loads((project / "reports/runs/run-mnist_cnn/smoke-bf16_autocast-full.json").read_text())
+    run = table["arms"]["baseline"]["runs"][0]
+    assert all("test/acc" in p for p in run["curve"]) and run["time_to_target_s"] is not None
+    assert run["final"]["test/acc"] == run["curve"][-1]["test/acc"]
 
 
 @pytest.mark.parametrize("argv, message", [
