@@ -260,7 +260,8 @@ def speedup(baseline_s: list[float | None], technique_s: list[float | None], n_b
     """Speedup of median times to target, with a bootstrap interval over seeds.
 
     None (target not reached) counts as infinite time. The verdict is
-    "faster" or "slower" when the interval excludes 1, else "inconclusive". A
+    "faster" or "slower" when the interval excludes 1, else "inconclusive"
+    (always with a single seed, which gives no interval). A
     technique that never reaches the target has speedup 0 ("slower"); one that
     reaches it when the baseline never does has no finite speedup (None).
     """
@@ -277,6 +278,8 @@ def speedup(baseline_s: list[float | None], technique_s: list[float | None], n_b
     if math.isinf(point):  # only the technique reached the target: no finite ratio to report
         return {"speedup": None, "low": None, "high": None, "success_rate": success,
                 "verdict": "only the technique reached the target"}
+    if min(len(b), len(t)) < 2:  # one seed has no spread: a bootstrap of it would be a fake interval
+        return {"speedup": point, "low": None, "high": None, "success_rate": success, "verdict": "inconclusive"}
     lo, hi = (float(v) for v in np.percentile(boots, [2.5, 97.5], method="lower"))
     verdict = "faster" if lo > 1 else "slower" if hi < 1 else "inconclusive"
     return {"speedup": point, "low": lo, "high": hi, "success_rate": success, "verdict": verdict}

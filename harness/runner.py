@@ -388,9 +388,11 @@ def judge_claims(card: PaperCard, recipe: Recipe, results: dict[str, list[RunRes
         if claim.minus_arm:
             others = {r.seed: r.final[claim.metric] for r in results[claim.minus_arm]}
             values = [v - others[r.seed] for v, r in zip(values, results[claim.arm])]
-        low, high = bootstrap_interval(values)
-        row.update(measured=float(np.median(values)), low=low, high=high,
-                   verdict=claim_verdict(claim.claimed, claim.tolerance, low, high))
+        measured = float(np.median(values))
+        low, high = bootstrap_interval(values) if len(values) > 1 else (None, None)  # one seed: no interval
+        row.update(measured=measured, low=low, high=high,
+                   verdict=claim_verdict(claim.claimed, claim.tolerance, *((low, high) if low is not None
+                                                                         else (measured, measured))))
         out.append(row)
     return out
 

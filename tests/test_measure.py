@@ -123,3 +123,8 @@ def test_claims_are_judged_per_seed_and_unmeasured_metrics_say_so():
     assert rows["gain"]["measured"] == -49 and rows["gain"]["verdict"] == "reproduced"  # paired by seed
     assert rows["mem"]["verdict"] == "not measured"
     assert rows["big"]["verdict"] == "not run at this scale"
+
+
+def test_one_seed_gives_no_interval_and_no_speedup_verdict():
+    one = speedup([10.0], [5.0])
+    assert one["speedup"] == 2.0 and one["low"] is None and one["verdict"] == "inconclusive"
