@@ -9,7 +9,7 @@ or by a directional comparison the reproduction module defines.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,3 @@ class PaperCard:
             "notes": self.notes,
             "family": self.family,
         }
-
-    def claims_dicts(self) -> list[dict]:
-        return [asdict(c) for c in self.claims]

@@ -197,8 +197,7 @@ class Evaluator(pl.Callback):
                                                                 pl_module.device).items()})
         point = {"step": trainer.global_step, "train_seconds": self.clock.train_seconds, **val}
         self.curve.append(point)
-        if self.time_to_target is None and self.target.reached(point[self.target.metric]):
-            self.time_to_target = point["train_seconds"]
+        self.time_to_target = time_to_target(self.curve, self.target)
         if self.on_eval:
             self.on_eval(trainer.global_step, point)
         if not math.isfinite(val["val/loss"]):

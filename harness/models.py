@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-from functools import partial
-
 import torch
 from torch import nn
 
@@ -111,9 +109,3 @@ def resnet_cifar(depth: int = 20, width: int = 16):
 
     return build
 
-
-MODELS = {
-    "mlp": partial(mlp, (100,)),
-    "small_cnn": small_cnn,
-    "resnet20": partial(resnet_cifar, 20),
-}

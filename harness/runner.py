@@ -115,6 +115,7 @@ class Classifier(pl.LightningModule):
         self.recipe, self.techniques, self.context = recipe, techniques, context
         self.steps_per_epoch, self.total_steps = steps_per_epoch, total_steps
         self.last_loss: torch.Tensor | None = None
+        self.step_metrics: dict[str, float] = {}  # techniques' per-step stats, logged with the loss
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

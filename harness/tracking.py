@@ -100,9 +100,6 @@ class Tracker:
     def log_artifact(self, run_id: str, path: str | Path, subdir: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), subdir)
 
-    def log_text(self, run_id: str, text: str, name: str) -> None:
-        self.client.log_text(run_id, text, name)
-
     def end(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
 
@@ -120,6 +117,7 @@ class MetricBuffer(pl.Callback):
         if step % self.log_every_n_steps == 0 and pl_module.last_loss is not None:
             self.rows.append(("train/loss", pl_module.last_loss, step))  # a detached tensor: no sync here
             self.rows.append(("time/train_seconds", self.clock.seconds, step))
+            self.rows.extend((k, v, step) for k, v in pl_module.step_metrics.items())  # "<technique>/<stat>"
 
     def add(self, step: int, metrics: dict[str, float]) -> None:
         self.rows.extend((k, v, step) for k, v in metrics.items() if k != "step")

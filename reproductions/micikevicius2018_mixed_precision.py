@@ -125,8 +125,8 @@ class Fp16LossScaling(Technique):
         return MixedPrecision("16-mixed", device, scaler=self.scaler)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.scaler is not None and trainer.global_step % 50 == 0:
-            pl_module.last_loss_scale = self.scaler.get_scale()
+        if self.scaler is not None:
+            pl_module.step_metrics[f"{self.name}/loss_scale"] = self.scaler.get_scale()
 
 
 # ---------------------------------------------------------------- recipe

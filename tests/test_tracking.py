@@ -32,3 +32,15 @@ def test_mlflow_run_holds_params_metrics_provenance_and_source(project):
 def test_tracking_uri_env_overrides_default(project, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'other.db'}")
     assert Tracker().uri.endswith("other.db")
+
+
+def test_a_techniques_step_stats_are_logged(project):
+    from harness.measure import Budget
+    from harness.recipes import Arm
+    from tests.conftest import tiny_recipe
+
+    recipe = tiny_recipe(arms=[Arm("baseline"), Arm("fp16", techniques=("fp16_loss_scaling",))], budget=Budget(steps=10))
+    table = Runner(Tracker(), progress=False).run(recipe, seeds=[0])
+    client = mlflow.MlflowClient(tracking_uri())
+    history = client.get_metric_history(table["arms"]["fp16"]["runs"][0]["run_id"], "fp16_loss_scaling/loss_scale")
+    assert [m.step for m in history] == [10] and history[0].value == 2.0**16  # no overflow in 10 steps
