@@ -34,7 +34,7 @@ def bench_recipe(steps: int) -> Recipe:
 def plain_loop(recipe: Recipe, runner: Runner, seed: int) -> float:
     """Seconds for `steps` optimizer steps of a hand-written loop on the same loader."""
     torch.manual_seed(seed)
-    data, train, _, _ = runner._loaders(recipe, seed)
+    data, train, _, _ = runner.loaders(recipe, seed)
     model = recipe.model(data.input_shape, data.num_classes)
     opt = build_optimizer(recipe.optim, model)
     steps, done = recipe.budget.steps, 0
@@ -54,9 +54,6 @@ def plain_loop(recipe: Recipe, runner: Runner, seed: int) -> float:
 
 def overhead(steps: int = 200, repeats: int = 5, data_root: str = "datasets") -> float:
     """Print per-repeat timings and the median ratio; return the ratio."""
-    from harness import data as datamod
-
-    datamod.load_dataset("synthetic", data_root, n_train=4096, n_test=256)
     recipe = bench_recipe(steps)
     runner = Runner(tracker=None, data_root=data_root, progress=False)
     ratios = []

@@ -196,7 +196,8 @@ class Runner:
         self.accelerator = accelerator
 
     # -- data
-    def _loaders(self, recipe: Recipe, seed: int):
+    def loaders(self, recipe: Recipe, seed: int):
+        """(data, train, val, test): the recipe's split and subset as in-memory batch loaders."""
         data = datamod.load_dataset(recipe.dataset, self.data_root)
         (tx, ty), (vx, vy) = datamod.split_validation(data, recipe.n_val, recipe.split_seed)
         if recipe.n_train is not None and recipe.n_train < len(ty):
@@ -214,7 +215,7 @@ class Runner:
         recipe = recipe.for_arm(arm)
         techniques = _instantiate(arm)
         pl.seed_everything(seed, workers=False, verbose=False)
-        data, train, val, test = self._loaders(recipe, seed)
+        data, train, val, test = self.loaders(recipe, seed)
         context = context or RunContext(seed, data)
         model = recipe.model(data.input_shape, data.num_classes)
         steps_per_epoch = len(train)
