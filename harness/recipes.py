@@ -36,6 +36,7 @@ class Arm:
     overrides: dict[str, Any] = field(default_factory=dict)  # recipe field -> value
     technique_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     reference: bool = False  # a helper arm (e.g. teacher): no speedup is computed for it
+    baseline: str | None = None  # the arm its speedup is measured against; None: the recipe's baseline arm
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ class Recipe:
     crop_pad: int = 0  # batch random-translation, pixels
     flip: bool = False
     flatten: bool = False
-    schedule: str | None = None  # None | "cosine" | "step:<m1>,<m2>:<gamma>" (milestones in epochs)
+    micro_batch_size: int | None = None  # accumulate gradients over micro-batches of this size; None: one pass
+    schedule: str | None = None  # None | cosine | poly:<p> | step:<e1>,<e2>:<gamma>, opt. "warmup:<epochs>+" first
     arms: tuple[Arm, ...] = (Arm("baseline", description="the recipe as is"),)
     baseline_arm: str = "baseline"
     description: str = ""
@@ -71,6 +73,10 @@ class Recipe:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"recipe {self.name}: {name}={value!r} must be a positive integer")
+        if self.micro_batch_size is not None and (not isinstance(self.micro_batch_size, int)
+                                                  or not 1 <= self.micro_batch_size <= self.batch_size):
+            raise ValueError(f"recipe {self.name}: micro_batch_size={self.micro_batch_size!r} must be an integer "
+                             f"in [1, batch_size={self.batch_size}]")
         if self.n_train is not None and (not isinstance(self.n_train, int) or self.n_train < self.batch_size):
             raise ValueError(f"recipe {self.name}: n_train={self.n_train!r} must be an integer >= batch_size")
         if not isinstance(self.optim.get("lr"), (int, float)) or self.optim["lr"] <= 0:
@@ -78,6 +84,10 @@ class Recipe:
         names = [a.name for a in self.arms]
         if len(set(names)) != len(names) or self.baseline_arm not in names:
             raise ValueError(f"recipe {self.name}: arms {names} must be unique and include '{self.baseline_arm}'")
+        for arm in self.arms:
+            if arm.baseline is not None and (arm.baseline not in names or arm.baseline == arm.name):
+                raise ValueError(f"recipe {self.name}: arm '{arm.name}' has baseline '{arm.baseline}', "
+                                 f"expected another of {names}")
 
     def arm(self, name: str) -> Arm:
         for arm in self.arms:

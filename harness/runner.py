@@ -84,17 +84,47 @@ def build_optimizer(spec: dict[str, Any], model: torch.nn.Module) -> torch.optim
 
 
 def build_schedule(spec: str | None, optimizer: torch.optim.Optimizer, steps_per_epoch: int, total_steps: int):
-    """None, "cosine" (per step, to 0 at the budget's end) or "step:<e1>,<e2>:<gamma>" (epochs)."""
+    """Per-step learning-rate schedule from a string; milestones and warm-up are in epochs.
+
+    None | "cosine" (to 0 at the budget's end) | "poly:<power>" (lr (1 - t/T)^power, as LARS
+    papers use) | "step:<e1>,<e2>:<gamma>", optionally after a linear warm-up from 0:
+    "warmup:<epochs>+cosine", "warmup:<epochs>+poly:2".
+    """
     if spec is None:
         return None
+    warmup_steps = 0
+    if spec.startswith("warmup:"):
+        head, plus, rest = spec.partition("+")
+        try:
+            warmup_steps = max(1, int(float(head.removeprefix("warmup:")) * steps_per_epoch))
+        except ValueError:
+            raise ValueError(f"schedule '{spec}': warm-up must be 'warmup:<epochs>+<schedule>'") from None
+        if not plus:
+            raise ValueError(f"schedule '{spec}': warm-up must be followed by '+<schedule>'")
+        spec = rest
+    main = _main_schedule(spec, optimizer, steps_per_epoch, max(total_steps - warmup_steps, 1))
+    if not warmup_steps:
+        return main
+    warm = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup_steps))
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [warm, main], milestones=[warmup_steps])
+
+
+def _main_schedule(spec: str, optimizer: torch.optim.Optimizer, steps_per_epoch: int, steps: int):
     if spec == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(total_steps, 1))
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     kind, _, rest = spec.partition(":")
+    if kind == "poly":
+        try:
+            power = float(rest or 2)
+        except ValueError:
+            raise ValueError(f"schedule 'poly:{rest}': the power must be a number") from None
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / steps) ** power)
     if kind == "step":
         milestones, _, gamma = rest.partition(":")
-        steps = [int(float(m) * steps_per_epoch) for m in milestones.split(",")]
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, steps, float(gamma or 0.1))
-    raise ValueError(f"schedule '{spec}' is not None, 'cosine' or 'step:<epochs>:<gamma>'")
+        marks = [int(float(m) * steps_per_epoch) for m in milestones.split(",")]
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, marks, float(gamma or 0.1))
+    raise ValueError(f"schedule '{spec}' is not None, 'cosine', 'poly:<power>', 'step:<epochs>:<gamma>' "
+                     f"or 'warmup:<epochs>+<one of those>'")
 
 
 class Classifier(pl.LightningModule):
@@ -124,20 +154,28 @@ class Classifier(pl.LightningModule):
         x, y = batch
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
-        logits = self.model(x)
-        loss = F.cross_entropy(logits.float(), y)
-        for technique in self.techniques:
-            loss = technique.loss(self, logits, x, y, loss)
-        self.manual_backward(loss)
+        micro = self.recipe.micro_batch_size
+        chunks = 1 if not micro or micro >= len(y) else math.ceil(len(y) / micro)
+        total = torch.zeros((), device=x.device)
+        for xs, ys in zip(x.chunk(chunks), y.chunk(chunks)):  # gradient accumulation over micro-batches
+            logits = self.model(xs)
+            loss = F.cross_entropy(logits.float(), ys)
+            for technique in self.techniques:
+                loss = technique.loss(self, logits, xs, ys, loss)
+            loss = loss * (len(ys) / len(y)) if chunks > 1 else loss
+            self.manual_backward(loss)
+            total = total + loss.detach()
         optimizer.step()
         schedule = self.lr_schedulers()
         if schedule is not None:
             schedule.step()
-        self.last_loss = loss.detach()
+        self.last_loss = total
         return None  # manual optimization: nothing for Lightning to post-process
 
     def configure_optimizers(self) -> Any:
-        optimizer = build_optimizer(self.recipe.optim, self.model)
+        chosen = [o for o in (t.configure_optimizer(self.model, dict(self.recipe.optim)) for t in self.techniques)
+                  if o is not None]
+        optimizer = chosen[0] if chosen else build_optimizer(self.recipe.optim, self.model)
         schedule = build_schedule(self.recipe.schedule, optimizer, self.steps_per_epoch, self.total_steps)
         if schedule is None:
             return optimizer
@@ -159,11 +197,17 @@ def _instantiate(arm: Arm) -> list[Technique]:
     return out
 
 
+def baseline_of(recipe: Recipe, arm: Arm) -> str:
+    """The arm `arm`'s speedup is measured against."""
+    return arm.baseline or recipe.baseline_arm
+
+
 def arm_order(recipe: Recipe) -> list[Arm]:
-    """Reference arms first, then the baseline, then technique arms, each in declared order."""
+    """Reference arms first, then baselines, then technique arms, each in declared order."""
+    bases = {recipe.baseline_arm} | {a.baseline for a in recipe.arms if a.baseline}
     ref = [a for a in recipe.arms if a.reference]
-    base = [a for a in recipe.arms if a.name == recipe.baseline_arm and not a.reference]
-    rest = [a for a in recipe.arms if not a.reference and a.name != recipe.baseline_arm]
+    base = [a for a in recipe.arms if a.name in bases and not a.reference]
+    rest = [a for a in recipe.arms if not a.reference and a.name not in bases]
     return ref + base + rest
 
 
@@ -298,9 +342,11 @@ class Runner:
         return self._table(recipe, arms, seeds, results, card, command, tag, budget_note, data_md5, name)
 
     def _table(self, recipe, arms, seeds, results, card, command, tag, budget_note, data_md5, name) -> dict[str, Any]:
-        base = [r.time_to_target_s for r in results[recipe.baseline_arm]]
-        speedups = {a.name: speedup(base, [r.time_to_target_s for r in results[a.name]])
-                    for a in arms if not a.reference and a.name != recipe.baseline_arm}
+        def times(name: str) -> list[float | None]:
+            return [r.time_to_target_s for r in results[name]]
+
+        speedups = {a.name: {**speedup(times(baseline_of(recipe, a)), times(a.name)), "baseline": baseline_of(recipe, a)}
+                    for a in arms if not a.reference and a.name != baseline_of(recipe, a)}
         budget = budget_note or describe_budget(recipe, tag)
         return {
             "paper": name or recipe.paper or recipe.name, "scale": recipe.scale, "tag": tag,
@@ -309,6 +355,7 @@ class Runner:
             "budget": budget, "command": command, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "seeds": list(seeds), "target": asdict(recipe.target), "baseline_arm": recipe.baseline_arm,
             "arms": {a.name: {"description": a.description, "techniques": list(a.techniques),
+                              "baseline": baseline_of(recipe, a),
                               "budget": recipe.for_arm(a).budget.describe(),
                               "runs": [r.row() for r in results[a.name]]} for a in arms},
             "speedups": speedups,

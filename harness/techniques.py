@@ -54,6 +54,13 @@ class Technique(pl.Callback):
         """Return the training loss; the default keeps the recipe's loss."""
         return base_loss
 
+    def configure_optimizer(self, model: Any, spec: dict[str, Any]) -> Any | None:
+        """Return an optimizer to use instead of the recipe's (`spec` is its `optim` dict), or None.
+
+        A technique that overrides this must touch "optimizer"; two such owners conflict.
+        """
+        return None
+
     def params(self) -> dict[str, Any]:
         """The knobs this instance runs with, logged as MLflow params."""
         return {}
@@ -116,6 +123,8 @@ def conflict_reason(a: type[Technique], b: type[Technique]) -> str | None:
         return f"'{a.name}' and '{b.name}' declare a conflict"
     if "precision" in a.touches and "precision" in b.touches:
         return f"'{a.name}' and '{b.name}' both own the number format (one Lightning precision plugin per Trainer)"
+    if "optimizer" in a.touches and "optimizer" in b.touches:
+        return f"'{a.name}' and '{b.name}' both replace the optimizer"
     return None
 
 

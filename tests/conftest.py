@@ -12,6 +12,11 @@ from harness.models import mlp
 from harness.recipes import Arm, Recipe
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Without a GPU the Triton fast paths run under Triton's interpreter on CPU tensors, so their
+# correctness is tested here too. The variable is read when a kernel is decorated, so it is set
+# before any kernels module is imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def tiny_recipe(arms=(Arm("baseline"),), baseline="baseline", **kw) -> Recipe:

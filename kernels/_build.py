@@ -1,0 +1,83 @@
+"""Build the C++ CPU fast paths once and cache them.
+
+Each op family has one source, `kernels/csrc/<name>.cpp`, that registers its
+functions with `TORCH_LIBRARY(effitrain_<name>, m)` (no pybind11, so only ATen
+headers compile). `load(name)` builds it with torch's extension tooling into
+a cache directory the first time a fast path is called, never at import; later
+calls and later processes reuse the shared library (ninja rebuilds only when the
+source changed). The cache key holds the torch version and the CPU's flag set,
+because the code is compiled with `-march=native`.
+
+Cache: `$EFFITRAIN_KERNEL_CACHE`, else `~/.cache/effitrain/kernels`. When no
+compiler is available `load` raises `FastPathUnavailable`; the ops then fall
+back to their plain-torch reference, and `available(name)` says so.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+import threading
+from pathlib import Path
+
+import torch
+
+CSRC = Path(__file__).parent / "csrc"
+_LOCK = threading.Lock()
+
+
+class FastPathUnavailable(RuntimeError):
+    """The C++ fast path could not be built on this machine."""
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("EFFITRAIN_KERNEL_CACHE") or Path.home() / ".cache" / "effitrain" / "kernels"
+    return Path(root)
+
+
+def _cpu_key() -> str:
+    """A short hash of the CPU model and flags: `-march=native` code is only valid on the same CPU."""
+    text = platform.machine()
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        text += "".join(line for line in info.splitlines() if line.startswith(("model name", "flags")))[:20000]
+    except OSError:
+        text += platform.processor()
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def build_directory(name: str) -> Path:
+    tag = f"torch{torch.__version__.split('+')[0]}-{_cpu_key()}"
+    path = cache_dir() / tag / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@functools.cache
+def load(name: str):
+    """Build (or reuse) `csrc/<name>.cpp`; return the op namespace `torch.ops.effitrain_<name>`."""
+    source = CSRC / f"{name}.cpp"
+    if not source.exists():
+        raise FastPathUnavailable(f"no C++ source for '{name}' ({source})")
+    from torch.utils import cpp_extension
+
+    with _LOCK:
+        try:
+            cpp_extension.load(
+                name=f"effitrain_{name}", sources=[str(source)], build_directory=str(build_directory(name)),
+                extra_cflags=["-O3", "-march=native", "-fopenmp", "-ffp-contract=off"],
+                extra_ldflags=["-fopenmp"], with_cuda=False, is_python_module=False, verbose=False)
+        except (RuntimeError, OSError, ImportError) as exc:  # no compiler, no ninja, or a build error
+            raise FastPathUnavailable(f"could not build the C++ fast path '{name}': {str(exc).splitlines()[0]}") from exc
+    return getattr(torch.ops, f"effitrain_{name}")
+
+
+def available(name: str) -> bool:
+    """Whether the C++ fast path `name` builds and loads here."""
+    try:
+        load(name)
+        return True
+    except FastPathUnavailable:
+        return False

@@ -1,0 +1,1 @@
+"""asv benchmarks of the kernels in `kernels/` (configuration: kernels/asv.conf.json)."""
