@@ -111,3 +111,40 @@ def _median_step_ms(model, opt, x, y, dtype, steps: int) -> float:
         if i >= 2:
             times.append(time.perf_counter() - t0)
     return 1000 * statistics.median(times)
+
+
+def kernels(device: str | None = None, repeats: int = 7, only: str | None = None) -> list[dict]:
+    """One line per op: median time and throughput as a fraction of what this machine allows.
+
+    Memory-bound ops are measured against the fp32 copy bandwidth, compute-bound
+    ones against a dense fp32 matmul; an op with a baseline (the dense op it
+    approximates) also gets the speedup over it, measured side by side.
+    """
+    from kernels import _machine, load_families
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    load_families()
+    benches = [b for b in _machine.BENCHES if only is None or only in b.name]
+    if not benches:
+        raise ValueError(f"no kernel benchmark matches '{only}'; known: {', '.join(b.name for b in _machine.BENCHES)}")
+    print(f"device {device}: copy bandwidth {_machine.copy_bandwidth(device) / 1e9:.1f} GB/s, "
+          f"fp32 matmul peak {_machine.matmul_peak(device) / 1e9:.0f} GFLOP/s (both measured now)")
+    rows = []
+    for bench in benches:
+        row = _machine.measure(bench, device, repeats)
+        rows.append(row)
+        print(_kernel_line(row))
+    return rows
+
+
+def _kernel_line(row: dict) -> str:
+    scale, unit = (1e9, "GB/s") if row["bound"] == "memory" else (1e9, "GFLOP/s")
+    ceiling = "copy bandwidth" if row["bound"] == "memory" else "matmul peak"
+    text = (f"{row['op']:<28} {1e3 * row['seconds']:9.2f} ms  {row['rate'] / scale:8.1f} {unit:<7} "
+            f"{row['fraction']:.2f} of {ceiling}")
+    if "speedup" in row:
+        text += f"; {row['speedup']:.2f}x faster than the dense op"
+    if row["goal"] is not None:
+        value = row.get("speedup", row["fraction"])
+        text += f" (goal {row['goal']:g}: {'met' if value >= row['goal'] else 'NOT met'})"
+    return text

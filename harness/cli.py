@@ -163,6 +163,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.which == "overhead":
         bench.overhead(steps=args.steps, repeats=args.repeats, data_root=args.data_root)
+    elif args.which == "kernels":
+        bench.kernels(device=args.device, repeats=args.repeats, only=args.op)
     else:
         bench.precision()
     return 0
@@ -218,10 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--summary", help="with check: write shapes, classes, mean/std and md5s to this JSON file")
     p = sub.add_parser("bench", help="benchmarks")
-    p.add_argument("which", choices=["overhead", "precision"],
-                   help="overhead: harness vs plain loop; precision: ms/step in fp32, bf16, fp16")
+    p.add_argument("which", choices=["overhead", "precision", "kernels"],
+                   help="overhead: harness vs plain loop; precision: ms/step in fp32, bf16, fp16; "
+                        "kernels: each op's time as a fraction of copy bandwidth or matmul peak")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", choices=["cpu", "cuda"], help="kernels: where to run (default: cuda if present)")
+    p.add_argument("--op", help="kernels: only ops whose name contains this")
     p = sub.add_parser("ui", help="open the MLflow UI on the default store, bound to 127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
     return parser

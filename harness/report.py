@@ -294,14 +294,26 @@ def _tta_table(res: dict[str, Any]) -> str:
         finals = [_spread(k, [r["final"][k] for r in runs if r["final"].get(k) is not None]) for k in tests]
         shares = [r["eval_share"] for r in runs if r["eval_share"] is not None]
         share = f"{100 * statistics.median(shares):.1f}%" if shares else "—"
-        speed = "baseline" if arm == res["baseline_arm"] else _fmt_speedup(res["speedups"].get(arm))
+        sp = res["speedups"].get(arm)
+        speed = "baseline" if sp is None and arm == res["baseline_arm"] else _fmt_speedup(sp)
+        if sp and sp.get("baseline", res["baseline_arm"]) != res["baseline_arm"]:
+            speed += f" vs {sp['baseline']}"
+        theory = _theoretical(res["arms"][arm].get("flop_fraction"))
         desc = res["arms"][arm].get("description", "")
         rate = f"{hit}/{len(runs)} ({100 * hit / len(runs):.0f}%)" if runs else "—"
         rows.append([f"<b>{_e(arm)}</b><br><span class=\"muted\">{_e(desc)}</span>", _e(_tta_cell(tta)), _e(rate),
-                     *(_e(f) for f in finals), _e(share), _e(speed)])
+                     *(_e(f) for f in finals), _e(share), _e(speed), _e(theory)])
     headers = ["arm", "time to target: median [min, max]", "reached target",
-               *(f"{k}: median [min, max]" for k in tests), "eval share of wall time", "speedup [interval]"]
+               *(f"{k}: median [min, max]" for k in tests), "eval share of wall time", "speedup [interval]",
+               "theoretical speedup (1 / FLOP share)"]
     return _table(headers, rows)
+
+
+def _theoretical(fraction: float | None) -> str:
+    """The speedup the arm's declared FLOP share would give if time followed FLOPs; older tables lack it."""
+    if fraction is None:
+        return "—"
+    return "none (same FLOPs)" if fraction == 1 else f"{1 / fraction:.2f}× ({100 * fraction:.0f}% of the FLOPs)"
 
 
 def _provenance_table(res: dict[str, Any]) -> str:

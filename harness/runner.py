@@ -202,6 +202,11 @@ def baseline_of(recipe: Recipe, arm: Arm) -> str:
     return arm.baseline or recipe.baseline_arm
 
 
+def flop_fraction(techniques: list[Technique]) -> float:
+    """Share of the dense step's FLOPs the techniques declare they spend (their product)."""
+    return float(np.prod([t.flop_fraction() for t in techniques])) if techniques else 1.0
+
+
 def arm_order(recipe: Recipe) -> list[Arm]:
     """Reference arms first, then baselines, then technique arms, each in declared order."""
     bases = {recipe.baseline_arm} | {a.baseline for a in recipe.arms if a.baseline}
@@ -270,7 +275,7 @@ class Runner:
         run_id = self._start_run(recipe, arm, seed, techniques, data, experiment, extra_tags)
         buffer = MetricBuffer(self.tracker, run_id, clock)
         evaluator = Evaluator(clock, val, test, recipe.eval_every_n_steps, recipe.target, on_eval=buffer.add)
-        fraction = float(np.prod([t.flop_fraction() for t in techniques])) if techniques else 1.0
+        fraction = flop_fraction(techniques)
         stop = BudgetStop(recipe.budget, clock, evaluator, recipe.batch_size, fraction)
         plugins = [p for p in (t.precision_plugin() for t in techniques) if p is not None]
         _quiet_lightning()
@@ -355,7 +360,7 @@ class Runner:
             "budget": budget, "command": command, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "seeds": list(seeds), "target": asdict(recipe.target), "baseline_arm": recipe.baseline_arm,
             "arms": {a.name: {"description": a.description, "techniques": list(a.techniques),
-                              "baseline": baseline_of(recipe, a),
+                              "baseline": baseline_of(recipe, a), "flop_fraction": flop_fraction(_instantiate(a)),
                               "budget": recipe.for_arm(a).budget.describe(),
                               "runs": [r.row() for r in results[a.name]]} for a in arms},
             "speedups": speedups,

@@ -1,0 +1,77 @@
+// CPU fast path of stochastic activation-gradient pruning (Ye et al., arXiv:1908.00173, Section 3).
+//
+// prune_grad(g, tau, seed): where |g| < tau the element becomes sign(g) * tau with probability
+// |g| / tau and 0 otherwise (unbiased: E = g); elements with |g| >= tau pass unchanged.
+//
+// Random numbers are counter-based: u(i) = hash(seed, i) in [0, 1), so the result depends only on
+// (seed, element index), never on the thread count or the schedule. The hash is two rounds of the
+// murmur3 32-bit finaliser (32-bit multiplies vectorise on AVX2, 64-bit ones do not). The index's
+// high 32 bits are folded into the per-block key, so tensors beyond 2^32 elements stay distinct.
+
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <cstdint>
+
+namespace {
+
+constexpr int64_t kBlock = 4096;  // elements per OpenMP work item; divides 2^32, so a block never
+                                  // straddles a change of the index's high word
+
+inline uint32_t fmix32(uint32_t h) {
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
+  return h;
+}
+
+// One block of the branch-free kernel: the inner loop is a plain `omp simd` loop over floats.
+inline void prune_block(const float* in, float* out, int64_t begin, int64_t end, float tau, uint32_t key0,
+                        uint32_t key1) {
+  const float inv24 = 1.0f / 16777216.0f;  // 2^-24: top 24 hash bits -> uniform float in [0, 1)
+#pragma omp simd
+  for (int64_t i = begin; i < end; ++i) {
+    const uint32_t lo = static_cast<uint32_t>(i);
+    const uint32_t h = fmix32(fmix32(lo ^ key0) + key1);
+    const float u = static_cast<float>(h >> 8) * inv24;
+    const float x = in[i];
+    const float a = std::fabs(x);
+    const float kept = (u * tau < a) ? std::copysign(tau, x) : 0.0f;  // P(kept) = |x| / tau
+    out[i] = (a < tau) ? kept : x;
+  }
+}
+
+at::Tensor prune_grad(const at::Tensor& g, const at::Tensor& tau, int64_t seed) {
+  TORCH_CHECK(g.device().is_cpu(), "prune_grad (C++): g must be a CPU tensor, got ", g.device());
+  TORCH_CHECK(g.scalar_type() == at::kFloat, "prune_grad (C++): g must be float32, got ", g.scalar_type());
+  TORCH_CHECK(tau.numel() == 1, "prune_grad (C++): tau must have one element, got ", tau.numel());
+  const at::Tensor src = g.contiguous();
+  at::Tensor out = at::empty_like(src);
+  const float t = tau.to(at::kCPU).to(at::kFloat).item<float>();
+  const int64_t n = src.numel();
+  const float* in = src.const_data_ptr<float>();
+  float* dst = out.mutable_data_ptr<float>();
+  const uint64_t s = static_cast<uint64_t>(seed);
+  const uint32_t seed_lo = static_cast<uint32_t>(s), seed_hi = static_cast<uint32_t>(s >> 32);
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t begin = b * kBlock;
+    const int64_t end = begin + kBlock < n ? begin + kBlock : n;
+    const uint32_t high = static_cast<uint32_t>(static_cast<uint64_t>(begin) >> 32);
+    const uint32_t key0 = fmix32(seed_lo ^ fmix32(high + 0x9e3779b9u));
+    const uint32_t key1 = fmix32(seed_hi + 0x7f4a7c15u) ^ high;
+    prune_block(in, dst, begin, end, t, key0, key1);
+  }
+  return out.view(g.sizes());
+}
+
+}  // namespace
+
+TORCH_LIBRARY(effitrain_sparsify, m) {
+  m.def("prune_grad(Tensor g, Tensor tau, int seed) -> Tensor");
+  m.impl("prune_grad", c10::DispatchKey::CPU, TORCH_FN(prune_grad));
+}
