@@ -434,6 +434,9 @@ def judge_claims(card: PaperCard, recipe: Recipe, results: dict[str, list[RunRes
             row["verdict"] = "not run at this scale"
             out.append(row)
             continue
+        if claim.metric == "speedup":  # time to target against the arm's baseline, over seeds
+            out.append({**row, **_speedup_claim(claim, recipe, results)})
+            continue
         if any(claim.metric not in r.final for a in arms_needed for r in results[a]):
             row["verdict"] = "not measured"
             out.append(row)
@@ -449,6 +452,16 @@ def judge_claims(card: PaperCard, recipe: Recipe, results: dict[str, list[RunRes
                                                                          else (measured, measured))))
         out.append(row)
     return out
+
+
+def _speedup_claim(claim, recipe: Recipe, results: dict[str, list[RunResult]]) -> dict[str, Any]:
+    base = baseline_of(recipe, recipe.arm(claim.arm))
+    sp = speedup([r.time_to_target_s for r in results[base]], [r.time_to_target_s for r in results[claim.arm]])
+    if sp["speedup"] is None:
+        return {"measured": None, "low": None, "high": None, "verdict": sp["verdict"]}
+    low, high = (sp["low"], sp["high"]) if sp["low"] is not None else (sp["speedup"], sp["speedup"])
+    return {"measured": sp["speedup"], "low": sp["low"], "high": sp["high"],
+            "verdict": claim_verdict(claim.claimed, claim.tolerance, low, high)}
 
 
 def write_results(table: dict[str, Any], path: str | Path) -> Path:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from harness import techniques as tech
-from harness.measure import Budget
+from harness.measure import Budget, Target
 from harness.recipes import Arm
 from harness.runner import Runner, build_schedule
 from tests.conftest import tiny_recipe
@@ -93,3 +93,19 @@ def _fresh(recipe):
 
     pl.seed_everything(0, workers=False, verbose=False)
     return list(recipe.model((1, 28, 28), 10).parameters())
+
+
+def test_a_speedup_claim_is_judged_on_time_to_target_against_the_arms_baseline():
+    from harness.cards import Claim, PaperCard
+
+    card = PaperCard(id="tiny_paper", title="t", authors="a", venue="v", year=2000, arxiv=None, family="arithmetic",
+                     summary="s", datasets=("synthetic",), models=("mlp",),
+                     claims=(Claim("fast", "b is 1000x faster than a", "speedup", "b_fast", 1000.0, "nowhere",
+                                          scales=("smoke",)),))
+    arms = (Arm("a"), Arm("b"), Arm("b_fast", baseline="b"))
+    table = Runner(progress=False).run(tiny_recipe(arms=arms, baseline="a", budget=Budget(steps=4),
+                                                   target=Target("val/acc", 0.0)),
+                                       seeds=[0], card=card)
+    claim = table["claims"][0]
+    assert claim["measured"] == pytest.approx(table["speedups"]["b_fast"]["speedup"])
+    assert claim["verdict"] == "not reproduced"  # two equal arms are nowhere near 1000x apart
