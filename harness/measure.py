@@ -208,11 +208,18 @@ class BudgetStop(pl.Callback):
     """Stop training at the first exhausted budget limit; record which one."""
 
     def __init__(self, budget: Budget, clock: TrainClock, evaluator: Evaluator, batch_size: int,
-                 flop_fraction: float = 1.0) -> None:
+                 flop_fraction: float | Callable[[], float] = 1.0) -> None:
         self.budget, self.clock, self.evaluator = budget, clock, evaluator
-        self.batch_size, self.flop_fraction = batch_size, flop_fraction
+        self.batch_size = batch_size
+        # A callable is asked at train start, after techniques' setup() has seen the model.
+        self._fraction = flop_fraction
+        self.flop_fraction = 1.0 if callable(flop_fraction) else float(flop_fraction)
         self.samples = 0
         self.stopped_by = "epochs"
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if callable(self._fraction):
+            self.flop_fraction = float(self._fraction())
 
     @property
     def flops(self) -> float:

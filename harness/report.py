@@ -187,9 +187,9 @@ def _metric_label(metric: str) -> str:
 
 
 def _arm_order(res: dict[str, Any]) -> list[str]:
-    """Baseline arm first, then the others by name."""
+    """Baseline arm first, then the others in the order the Runner ran them (references, baselines, techniques)."""
     base = res["baseline_arm"]
-    return ([base] if base in res["arms"] else []) + sorted(a for a in res["arms"] if a != base)
+    return ([base] if base in res["arms"] else []) + [a for a in res["arms"] if a != base]
 
 
 def _render_figure(res: dict[str, Any], path: Path) -> None:
@@ -286,6 +286,7 @@ def _spread(metric: str, values: list[float]) -> str:
 def _tta_table(res: dict[str, Any]) -> str:
     """Per arm: time to target, success rate, final test metrics, eval share, speedup."""
     tests = sorted({k for a in res["arms"].values() for r in a["runs"] for k in r["final"] if k.startswith("test/")})
+    bases = {res["baseline_arm"]} | {a.get("baseline") for a in res["arms"].values()}
     rows = []
     for arm in _arm_order(res):
         runs = res["arms"][arm]["runs"]
@@ -295,7 +296,7 @@ def _tta_table(res: dict[str, Any]) -> str:
         shares = [r["eval_share"] for r in runs if r["eval_share"] is not None]
         share = f"{100 * statistics.median(shares):.1f}%" if shares else "—"
         sp = res["speedups"].get(arm)
-        speed = "baseline" if sp is None and arm == res["baseline_arm"] else _fmt_speedup(sp)
+        speed = "baseline" if sp is None and arm in bases else _fmt_speedup(sp)
         if sp and sp.get("baseline", res["baseline_arm"]) != res["baseline_arm"]:
             speed += f" vs {sp['baseline']}"
         theory = _theoretical(res["arms"][arm].get("flop_fraction"))

@@ -57,6 +57,7 @@ class RunResult:
     steps: int
     samples: int
     flops: float
+    flop_fraction: float  # share of the dense step's FLOPs the techniques declared (after their setup)
     time_to_target_s: float | None
     final: dict[str, float]
     curve: list[dict[str, float]]
@@ -275,8 +276,7 @@ class Runner:
         run_id = self._start_run(recipe, arm, seed, techniques, data, experiment, extra_tags)
         buffer = MetricBuffer(self.tracker, run_id, clock)
         evaluator = Evaluator(clock, val, test, recipe.eval_every_n_steps, recipe.target, on_eval=buffer.add)
-        fraction = flop_fraction(techniques)
-        stop = BudgetStop(recipe.budget, clock, evaluator, recipe.batch_size, fraction)
+        stop = BudgetStop(recipe.budget, clock, evaluator, recipe.batch_size, lambda: flop_fraction(techniques))
         plugins = [p for p in (t.precision_plugin() for t in techniques) if p is not None]
         _quiet_lightning()
         trainer = pl.Trainer(
@@ -350,8 +350,9 @@ class Runner:
         def times(name: str) -> list[float | None]:
             return [r.time_to_target_s for r in results[name]]
 
+        bases = {baseline_of(recipe, a) for a in arms}  # a baseline is not raced against another baseline
         speedups = {a.name: {**speedup(times(baseline_of(recipe, a)), times(a.name)), "baseline": baseline_of(recipe, a)}
-                    for a in arms if not a.reference and a.name != baseline_of(recipe, a)}
+                    for a in arms if not a.reference and a.name not in bases}
         budget = budget_note or describe_budget(recipe, tag)
         return {
             "paper": name or recipe.paper or recipe.name, "scale": recipe.scale, "tag": tag,
@@ -360,7 +361,8 @@ class Runner:
             "budget": budget, "command": command, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "seeds": list(seeds), "target": asdict(recipe.target), "baseline_arm": recipe.baseline_arm,
             "arms": {a.name: {"description": a.description, "techniques": list(a.techniques),
-                              "baseline": baseline_of(recipe, a), "flop_fraction": flop_fraction(_instantiate(a)),
+                              "baseline": baseline_of(recipe, a),
+                              "flop_fraction": float(np.median([r.flop_fraction for r in results[a.name]])),
                               "budget": recipe.for_arm(a).budget.describe(),
                               "runs": [r.row() for r in results[a.name]]} for a in arms},
             "speedups": speedups,
@@ -409,6 +411,7 @@ def _result(arm, seed, run_id, clock, evaluator, stop, trainer) -> RunResult:
         arm=arm.name, seed=seed, run_id=run_id, train_seconds=clock.train_seconds,
         eval_seconds=clock.eval_seconds, eval_share=clock.eval_seconds / wall if wall else 0.0,
         warmup_seconds=clock.warmup_seconds, steps=trainer.global_step, samples=stop.samples, flops=stop.flops,
+        flop_fraction=stop.flop_fraction,
         time_to_target_s=evaluator.time_to_target, final=evaluator.final, curve=evaluator.curve,
         stopped_by=stop.stopped_by if trainer.should_stop else "epochs" if trainer.max_epochs != -1 else "steps")
 

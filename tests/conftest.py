@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import os
 
-import pytest
 import torch
 
-from harness.measure import Budget, Target
-from harness.models import mlp
-from harness.recipes import Arm, Recipe
-
-torch.set_num_threads(min(2, os.cpu_count() or 1))
 # Without a GPU the Triton fast paths run under Triton's interpreter on CPU tensors, so their
-# correctness is tested here too. The variable is read when a kernel is decorated, so it is set
-# before any kernels module is imported.
+# correctness is tested here too. Triton reads the variable when it is first imported (its own
+# @jit helpers such as tl.rand are decorated then), and Lightning imports it through harness,
+# so it is set before anything else is imported.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+from harness.measure import Budget, Target  # noqa: E402
+from harness.models import mlp  # noqa: E402
+from harness.recipes import Arm, Recipe  # noqa: E402
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 def tiny_recipe(arms=(Arm("baseline"),), baseline="baseline", **kw) -> Recipe:

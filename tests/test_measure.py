@@ -108,7 +108,8 @@ def test_claims_are_judged_per_seed_and_unmeasured_metrics_say_so():
     from harness.runner import RunResult, judge_claims
 
     def run(arm, seed, errors):
-        return RunResult(arm, seed, None, 1.0, 0.1, 0.1, 0.1, 10, 320, 1e6, None, {"test/errors": errors}, [], "steps")
+        return RunResult(arm, seed, None, 1.0, 0.1, 0.1, 0.1, 10, 320, 1e6, 1.0, None, {"test/errors": errors}, [],
+                         "steps")
 
     card = PaperCard("p", "t", "a", "v", 2000, "s", ("mnist",), ("mlp",), claims=(
         Claim("b", "base errors", "test/errors", "base", 100, "Table 1", tolerance=10),
