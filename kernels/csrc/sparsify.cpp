@@ -1,4 +1,4 @@
-// CPU fast path of stochastic activation-gradient pruning (Ye et al., arXiv:1908.00173, Section 3).
+// CPU fast path of stochastic activation-gradient pruning (Ye et al., arXiv:1908.00173).
 //
 // prune_grad(g, tau, seed): where |g| < tau the element becomes sign(g) * tau with probability
 // |g| / tau and 0 otherwise (unbiased: E = g); elements with |g| >= tau pass unchanged.
@@ -28,19 +28,19 @@ inline uint32_t fmix32(uint32_t h) {
   return h;
 }
 
-// One block of the branch-free kernel: the inner loop is a plain `omp simd` loop over floats.
-inline void prune_block(const float* in, float* out, int64_t begin, int64_t end, float tau, uint32_t key0,
-                        uint32_t key1) {
+// One block of the branch-free kernel: a plain `omp simd` loop over floats with a 32-bit counter,
+// so every lane is a 32-bit integer or float (8 lanes per AVX2 vector, 16 per AVX-512).
+inline void prune_block(const float* __restrict in, float* __restrict out, uint32_t len, uint32_t lo0, float tau,
+                        uint32_t key0, uint32_t key1) {
   const float inv24 = 1.0f / 16777216.0f;  // 2^-24: top 24 hash bits -> uniform float in [0, 1)
 #pragma omp simd
-  for (int64_t i = begin; i < end; ++i) {
-    const uint32_t lo = static_cast<uint32_t>(i);
-    const uint32_t h = fmix32(fmix32(lo ^ key0) + key1);
+  for (uint32_t j = 0; j < len; ++j) {
+    const uint32_t h = fmix32(fmix32((lo0 + j) ^ key0) + key1);
     const float u = static_cast<float>(h >> 8) * inv24;
-    const float x = in[i];
+    const float x = in[j];
     const float a = std::fabs(x);
     const float kept = (u * tau < a) ? std::copysign(tau, x) : 0.0f;  // P(kept) = |x| / tau
-    out[i] = (a < tau) ? kept : x;
+    out[j] = (a < tau) ? kept : x;
   }
 }
 
@@ -64,7 +64,8 @@ at::Tensor prune_grad(const at::Tensor& g, const at::Tensor& tau, int64_t seed) 
     const uint32_t high = static_cast<uint32_t>(static_cast<uint64_t>(begin) >> 32);
     const uint32_t key0 = fmix32(seed_lo ^ fmix32(high + 0x9e3779b9u));
     const uint32_t key1 = fmix32(seed_hi + 0x7f4a7c15u) ^ high;
-    prune_block(in, dst, begin, end, t, key0, key1);
+    prune_block(in + begin, dst + begin, static_cast<uint32_t>(end - begin), static_cast<uint32_t>(begin), t, key0,
+                key1);
   }
   return out.view(g.sizes());
 }
