@@ -198,8 +198,8 @@ def recipe(scale: str) -> Recipe:
         # step on an idle 2-core machine and pruning adds about 20% (measured under load, ratio only), so the
         # three arms train in about 2.3 minutes and evaluate in well under one.
         data = dict(dataset="cifar10-jpeg75", model=resnet_cifar(8, 16), budget=Budget(epochs=2), batch_size=128,
-                    n_train=10240, eval_every_n_steps=80, n_val=5000, crop_pad=4, flip=True,
-                    target=Target("val/acc", 0.4),
+                    n_train=10240, eval_every_n_steps=20, n_val=2000, crop_pad=4, flip=True,
+                    target=Target("val/acc", 0.35),
                     description="cifar10-jpeg75, 10k subset, ResNet-8 width 16, 2 epochs, crop+flip")
     else:
         data = dict(dataset="cifar10-jpeg75", model=resnet_cifar(20, 16), budget=Budget(epochs=200),
