@@ -133,7 +133,7 @@ def _fmix32(h):
 @triton.jit
 def _hash(offs, k1, k2):
     index = offs.to(tl.uint32, bitcast=True)
-    return _fmix32(_fmix32(index ^ k1.to(tl.uint32, bitcast=True)) + k2.to(tl.uint32, bitcast=True))
+    return _fmix32(index * 0x9E3779B1 + k1.to(tl.uint32, bitcast=True)) ^ k2.to(tl.uint32, bitcast=True)
 
 
 @triton.jit
