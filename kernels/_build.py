@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import platform
 import threading
@@ -62,6 +63,8 @@ def load(name: str):
     source = CSRC / f"{name}.cpp"
     if not source.exists():
         raise FastPathUnavailable(f"no C++ source for '{name}' ({source})")
+    # Building for the CPU: torch's "No CUDA runtime is found" notice on import says nothing to a user here.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     from torch.utils import cpp_extension
 
     with _LOCK:
