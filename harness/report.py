@@ -299,22 +299,37 @@ def _tta_table(res: dict[str, Any]) -> str:
         speed = "baseline" if sp is None and arm in bases else _fmt_speedup(sp)
         if sp and sp.get("baseline", res["baseline_arm"]) != res["baseline_arm"]:
             speed += f" vs {sp['baseline']}"
-        theory = _theoretical(res["arms"][arm].get("flop_fraction"))
+        theory = _theoretical(res, arm)
         desc = res["arms"][arm].get("description", "")
         rate = f"{hit}/{len(runs)} ({100 * hit / len(runs):.0f}%)" if runs else "—"
         rows.append([f"<b>{_e(arm)}</b><br><span class=\"muted\">{_e(desc)}</span>", _e(_tta_cell(tta)), _e(rate),
                      *(_e(f) for f in finals), _e(share), _e(speed), _e(theory)])
     headers = ["arm", "time to target: median [min, max]", "reached target",
                *(f"{k}: median [min, max]" for k in tests), "eval share of wall time", "speedup [interval]",
-               "theoretical speedup (1 / FLOP share)"]
+               "theoretical speedup (FLOPs per sample vs baseline)"]
     return _table(headers, rows)
 
 
-def _theoretical(fraction: float | None) -> str:
-    """The speedup the arm's declared FLOP share would give if time followed FLOPs; older tables lack it."""
-    if fraction is None:
+def _flops_per_sample(runs: list[dict[str, Any]]) -> float | None:
+    values = [r["flops"] / r["samples"] for r in runs if r.get("flops") and r.get("samples")]
+    return statistics.median(values) if values else None
+
+
+def _theoretical(res: dict[str, Any], arm: str) -> str:
+    """The speedup the arm would have if time followed FLOPs: its baseline's FLOPs per sample over its own.
+
+    FLOPs are those counted on the warm-up step times the share the techniques declare, so a technique
+    that shrinks the ops (sampled convolutions) and one that declares a share (CRS) are both covered.
+    """
+    base = res["arms"][arm].get("baseline") or res["baseline_arm"]
+    if arm == base or base not in res["arms"]:
         return "—"
-    return "none (same FLOPs)" if fraction == 1 else f"{1 / fraction:.2f}× ({100 * fraction:.0f}% of the FLOPs)"
+    mine, theirs = _flops_per_sample(res["arms"][arm]["runs"]), _flops_per_sample(res["arms"][base]["runs"])
+    if not mine or not theirs:
+        return "—"
+    if abs(mine / theirs - 1) < 0.005:
+        return "1.00× (same FLOPs per sample)"
+    return f"{theirs / mine:.2f}× ({100 * mine / theirs:.0f}% of the FLOPs per sample)"
 
 
 def _provenance_table(res: dict[str, Any]) -> str:

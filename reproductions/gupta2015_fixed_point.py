@@ -52,13 +52,15 @@ CARD = PaperCard(
           "exact errors are not given in the text (curves only), so the stall claim has no number; its "
           "measured value (nearest minus stochastic at FL=8) should be clearly negative. Rounding points "
           "(ours, from the paper's description): each wrapped layer's output (after wide fp32 accumulation) "
-          "and the network input are rounded in forward; the errors flowing back into them are rounded in "
+          "and the network input are rounded in forward, except the logits, which reach the loss unrounded "
+          "(rounded to <2,14> they saturate at +-2 and training collapses: measured 24.8% test accuracy); the errors flowing back into them are rounded in "
           "backward; weight gradients are rounded before the update and weights after it, with no fp32 "
           "master copy. Round-to-nearest breaks ties toward -inf (the paper's Eq. 1). The paper text was "
           "not readable from this environment, so its hyperparameters are not quoted: the paper-scale "
           "recipes use the architecture in PAPERS.md and our choices for the rest (plain SGD, lr 0.01 for "
           "MNIST, batch 100, epochs). cpu scale: MNIST, a smaller 784-256-256-10 network (the paper's size "
-          "does not fit the 2-3 minute budget for 7 arms), 2 epochs on 20k images, plain SGD lr 0.1.",
+          "kept 7 arms x 3 seeds within minutes), 3 epochs on the 55k training images, plain SGD lr 0.1; "
+          "one seed of all 7 arms takes about 1.5 minutes on the idle 2-core machine.",
     bibtex="@inproceedings{gupta2015deep,\n  title={Deep Learning with Limited Numerical Precision},\n  author={"
            "Gupta, Suyog and Agrawal, Ankur and Gopalakrishnan, Kailash and Narayanan, Pritish},\n  "
            "booktitle={ICML},\n  year={2015}\n}",
@@ -82,25 +84,40 @@ class FixedPointLayer(nn.Module):
     """A Linear/Conv layer whose output (accumulated in fp32, rounded once) and, for the first
     layer, input live on the fixed-point grid; so do the errors flowing back through them."""
 
-    def __init__(self, layer: nn.Module, il: int, fl: int, rounding: str, round_input: bool) -> None:
+    def __init__(self, layer: nn.Module, il: int, fl: int, rounding: str, round_input: bool,
+                 round_output: bool = True) -> None:
         super().__init__()
         self.layer, self.il, self.fl, self.rounding, self.round_input = layer, il, fl, rounding, round_input
+        self.round_output = round_output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.round_input:
             x = round_value_and_gradient(x, self.il, self.fl, self.rounding)
-        return round_value_and_gradient(self.layer(x), self.il, self.fl, self.rounding)
+        y = self.layer(x)
+        if self.round_output:
+            return round_value_and_gradient(y, self.il, self.fl, self.rounding)
+        if y.requires_grad:  # the logits feed the loss from the wide accumulator; their error is rounded
+            y.register_hook(lambda grad: round_fixed(grad.contiguous().float(), self.il, self.fl, self.rounding))
+        return y
 
 
 def wrap_layers(model: nn.Module, il: int, fl: int, rounding: str) -> int:
-    """Replace every Linear and Conv2d in `model` by a FixedPointLayer, in place; returns how many."""
-    count = 0
+    """Replace every Linear and Conv2d in `model` by a FixedPointLayer, in place; returns how many.
+
+    The last layer's output (the logits) is not rounded: it goes to the softmax and loss from the wide
+    accumulator. Rounded to <2,14> the logits saturate at +-2 and, with straight-through gradients,
+    drive the network into saturation (cpu recipe, FL=14 stochastic, seed 0: 24.8% test accuracy and
+    99.6% of first-layer outputs saturated; with wide logits 93.2%, fp32 93.9%).
+    """
+    wrapped: list[FixedPointLayer] = []
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, (nn.Linear, nn.Conv2d)):
-                setattr(parent, name, FixedPointLayer(child, il, fl, rounding, round_input=count == 0))
-                count += 1
-    return count
+                wrapped.append(FixedPointLayer(child, il, fl, rounding, round_input=not wrapped))
+                setattr(parent, name, wrapped[-1])
+    if wrapped:
+        wrapped[-1].round_output = False
+    return len(wrapped)
 
 
 @torch.no_grad()
@@ -172,7 +189,7 @@ def recipe(scale: str) -> Recipe:
     """MNIST fully connected network; smoke: synthetic, 3 arms; cpu: smaller net, 7 arms in ~2-3 minutes."""
     smoke, paper = scale == "smoke", scale == "paper"
     common = dict(name="gupta2015_mnist_fc", scale=scale, flatten=True, schedule=None, arms=_arms(scale),
-                  baseline_arm="fp32", paper=CARD.id, target=Target("val/acc", {"smoke": 0.5, "cpu": 0.9, "paper": 0.95}[scale]))
+                  baseline_arm="fp32", paper=CARD.id, target=Target("val/acc", {"smoke": 0.5, "cpu": 0.93, "paper": 0.95}[scale]))
     if smoke:
         return Recipe(dataset="synthetic", model=mlp((32,)), budget=Budget(steps=4), batch_size=32,
                       optim={"name": "sgd", "lr": 0.1}, eval_every_n_steps=2, n_val=64,
@@ -181,9 +198,9 @@ def recipe(scale: str) -> Recipe:
         return Recipe(dataset="mnist", model=mlp((1000, 1000)), budget=Budget(epochs=100), batch_size=100,
                       optim={"name": "sgd", "lr": 0.01}, eval_every_n_steps=550,
                       description="MNIST 55k/5k, MLP 784-1000-1000-10, SGD lr 0.01, batch 100, 100 epochs", **common)
-    return Recipe(dataset="mnist", model=mlp((256, 256)), budget=Budget(epochs=2), batch_size=100, n_train=20000,
+    return Recipe(dataset="mnist", model=mlp((256, 256)), budget=Budget(epochs=3), batch_size=100,
                   optim={"name": "sgd", "lr": 0.1}, eval_every_n_steps=100,
-                  description="MNIST 20k/5k, MLP 784-256-256-10, SGD lr 0.1, batch 100, 2 epochs", **common)
+                  description="MNIST 55k/5k, MLP 784-256-256-10, SGD lr 0.1, batch 100, 3 epochs", **common)
 
 
 def recipe_cifar10(scale: str = "paper") -> Recipe:
