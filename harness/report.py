@@ -292,6 +292,8 @@ def _tta_table(res: dict[str, Any]) -> str:
         runs = res["arms"][arm]["runs"]
         tta = [math.inf if r["time_to_target_s"] is None else float(r["time_to_target_s"]) for r in runs]
         hit = sum(not math.isinf(t) for t in tta)
+        own = res["arms"][arm].get("target")  # an arm may race to its own target (e.g. another model)
+        own_note = f" (to {own['metric']} {own['value']:g})" if own and own != res["target"] else ""
         finals = [_spread(k, [r["final"][k] for r in runs if r["final"].get(k) is not None]) for k in tests]
         shares = [r["eval_share"] for r in runs if r["eval_share"] is not None]
         share = f"{100 * statistics.median(shares):.1f}%" if shares else "—"
@@ -302,7 +304,7 @@ def _tta_table(res: dict[str, Any]) -> str:
         theory = _theoretical(res, arm)
         desc = res["arms"][arm].get("description", "")
         rate = f"{hit}/{len(runs)} ({100 * hit / len(runs):.0f}%)" if runs else "—"
-        rows.append([f"<b>{_e(arm)}</b><br><span class=\"muted\">{_e(desc)}</span>", _e(_tta_cell(tta)), _e(rate),
+        rows.append([f"<b>{_e(arm)}</b><br><span class=\"muted\">{_e(desc)}</span>", _e(_tta_cell(tta) + own_note), _e(rate),
                      *(_e(f) for f in finals), _e(share), _e(speed), _e(theory)])
     headers = ["arm", "time to target: median [min, max]", "reached target",
                *(f"{k}: median [min, max]" for k in tests), "eval share of wall time", "speedup [interval]",
@@ -322,7 +324,8 @@ def _theoretical(res: dict[str, Any], arm: str) -> str:
     that shrinks the ops (sampled convolutions) and one that declares a share (CRS) are both covered.
     """
     base = res["arms"][arm].get("baseline") or res["baseline_arm"]
-    if arm == base or base not in res["arms"]:
+    bases = {res["baseline_arm"]} | {a.get("baseline") for a in res["arms"].values()}
+    if arm in bases or base not in res["arms"]:
         return "—"
     mine, theirs = _flops_per_sample(res["arms"][arm]["runs"]), _flops_per_sample(res["arms"][base]["runs"])
     if not mine or not theirs:

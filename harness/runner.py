@@ -364,6 +364,7 @@ class Runner:
                               "baseline": baseline_of(recipe, a),
                               "flop_fraction": float(np.median([r.flop_fraction for r in results[a.name]])),
                               "budget": recipe.for_arm(a).budget.describe(),
+                              "target": asdict(recipe.for_arm(a).target),
                               "runs": [r.row() for r in results[a.name]]} for a in arms},
             "speedups": speedups,
             "claims": judge_claims(card, recipe, results) if card else [],

@@ -58,6 +58,7 @@ def test_each_arm_is_raced_against_its_own_baseline():
     table = Runner(progress=False).run(tiny_recipe(arms=arms, baseline="a"), seeds=[0])
     assert set(table["speedups"]) == {"a_fast", "b_fast"}  # "b" is a baseline, raced against none
     assert table["speedups"]["b_fast"]["baseline"] == "b"
+    assert table["arms"]["b"]["target"] == {"metric": "val/acc", "value": 0.5, "mode": "max"}
     assert table["arms"]["a_fast"]["flop_fraction"] == 1.0
     with pytest.raises(ValueError, match="has baseline 'c'"):
         tiny_recipe(arms=(Arm("a"), Arm("x", baseline="c")), baseline="a").validate()
