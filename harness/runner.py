@@ -156,22 +156,28 @@ class Classifier(pl.LightningModule):
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
         micro = self.recipe.micro_batch_size
-        chunks = 1 if not micro or micro >= len(y) else math.ceil(len(y) / micro)
-        total = torch.zeros((), device=x.device)
-        for xs, ys in zip(x.chunk(chunks), y.chunk(chunks)):  # gradient accumulation over micro-batches
-            logits = self.model(xs)
-            loss = F.cross_entropy(logits.float(), ys)
-            for technique in self.techniques:
-                loss = technique.loss(self, logits, xs, ys, loss)
-            loss = loss * (len(ys) / len(y)) if chunks > 1 else loss
-            self.manual_backward(loss)
-            total = total + loss.detach()
+        if not micro or micro >= len(y):
+            loss = self._backward(x, y, None)
+        else:  # gradient accumulation: each micro-batch's loss weighted by its share of the batch
+            chunks = math.ceil(len(y) / micro)
+            loss = sum(self._backward(xs, ys, len(ys) / len(y)) for xs, ys in zip(x.chunk(chunks), y.chunk(chunks)))
         optimizer.step()
         schedule = self.lr_schedulers()
         if schedule is not None:
             schedule.step()
-        self.last_loss = total
+        self.last_loss = loss
         return None  # manual optimization: nothing for Lightning to post-process
+
+    def _backward(self, x: torch.Tensor, y: torch.Tensor, weight: float | None) -> torch.Tensor:
+        """Forward, the techniques' loss hooks and backward of one (micro-)batch; returns the detached loss."""
+        logits = self.model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        for technique in self.techniques:
+            loss = technique.loss(self, logits, x, y, loss)
+        if weight is not None:
+            loss = loss * weight
+        self.manual_backward(loss)
+        return loss.detach()
 
     def configure_optimizers(self) -> Any:
         chosen = [o for o in (t.configure_optimizer(self.model, dict(self.recipe.optim)) for t in self.techniques)
