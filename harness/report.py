@@ -28,6 +28,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
+from harness import tta
+
 __all__ = ["build_report", "load_results", "format_summary", "variant", "SCALE_ORDER"]
 
 SCALE_ORDER = {"smoke": 0, "cpu": 1, "paper": 2}
@@ -286,12 +288,12 @@ def _spread(metric: str, values: list[float]) -> str:
 def _tta_table(res: dict[str, Any]) -> str:
     """Per arm: time to target, success rate, final test metrics, eval share, speedup."""
     tests = sorted({k for a in res["arms"].values() for r in a["runs"] for k in r["final"] if k.startswith("test/")})
-    bases = {res["baseline_arm"]} | {a.get("baseline") for a in res["arms"].values()}
+    bases = tta.baselines(res)
     rows = []
     for arm in _arm_order(res):
         runs = res["arms"][arm]["runs"]
-        tta = [math.inf if r["time_to_target_s"] is None else float(r["time_to_target_s"]) for r in runs]
-        hit = sum(not math.isinf(t) for t in tta)
+        times = [math.inf if r["time_to_target_s"] is None else float(r["time_to_target_s"]) for r in runs]
+        hit = sum(not math.isinf(t) for t in times)
         own = res["arms"][arm].get("target")  # an arm may race to its own target (e.g. another model)
         own_note = f" (to {own['metric']} {own['value']:g})" if own and own != res["target"] else ""
         finals = [_spread(k, [r["final"][k] for r in runs if r["final"].get(k) is not None]) for k in tests]
@@ -304,17 +306,12 @@ def _tta_table(res: dict[str, Any]) -> str:
         theory = _theoretical(res, arm)
         desc = res["arms"][arm].get("description", "")
         rate = f"{hit}/{len(runs)} ({100 * hit / len(runs):.0f}%)" if runs else "—"
-        rows.append([f"<b>{_e(arm)}</b><br><span class=\"muted\">{_e(desc)}</span>", _e(_tta_cell(tta) + own_note), _e(rate),
+        rows.append([f"<b>{_e(arm)}</b><br><span class=\"muted\">{_e(desc)}</span>", _e(_tta_cell(times) + own_note), _e(rate),
                      *(_e(f) for f in finals), _e(share), _e(speed), _e(theory)])
     headers = ["arm", "time to target: median [min, max]", "reached target",
                *(f"{k}: median [min, max]" for k in tests), "eval share of wall time", "speedup [interval]",
                "theoretical speedup (FLOPs per sample vs baseline)"]
     return _table(headers, rows)
-
-
-def _flops_per_sample(runs: list[dict[str, Any]]) -> float | None:
-    values = [r["flops"] / r["samples"] for r in runs if r.get("flops") and r.get("samples")]
-    return statistics.median(values) if values else None
 
 
 def _theoretical(res: dict[str, Any], arm: str) -> str:
@@ -324,10 +321,9 @@ def _theoretical(res: dict[str, Any], arm: str) -> str:
     that shrinks the ops (sampled convolutions) and one that declares a share (CRS) are both covered.
     """
     base = res["arms"][arm].get("baseline") or res["baseline_arm"]
-    bases = {res["baseline_arm"]} | {a.get("baseline") for a in res["arms"].values()}
-    if arm in bases or base not in res["arms"]:
+    if arm in tta.baselines(res) or base not in res["arms"]:
         return "—"
-    mine, theirs = _flops_per_sample(res["arms"][arm]["runs"]), _flops_per_sample(res["arms"][base]["runs"])
+    mine, theirs = tta.flops_per_sample(res["arms"][arm]["runs"]), tta.flops_per_sample(res["arms"][base]["runs"])
     if not mine or not theirs:
         return "—"
     if abs(mine / theirs - 1) < 0.005:
@@ -400,7 +396,13 @@ def _index_page(results: list[dict[str, Any]], runs_dir: Path) -> str:
                      speed or "n/a", f'<a href="{_e(link)}">details</a>'])
     headers = ["paper", "scale", "budget", "seeds", "claims", "speedup [interval] per technique arm", "page"]
     body = (f"<h1>effitrain reproduction report</h1><p>Each row is one paper at one scale; every number "
-            f"comes from the budget in its row. Add results with {how}.</p>" + _table(headers, rows))
+            f"comes from the budget in its row. Add results with {how}.</p>" + _table(headers, rows)
+            + "<h2>Time to accuracy overview</h2><p>Every arm of every table, with its baseline's time to "
+              "target, the speedup and its interval, the success rate, the final test accuracy and the "
+              "theoretical speedup from FLOPs per sample beside the realised one: "
+              '<a href="tta.csv">tta.csv</a>. Below, median test accuracy against median training time '
+              "per arm; the red steps join the arms no other arm beats on both.</p>"
+              '<img src="figures/pareto.png" alt="accuracy against training time, one panel per paper">')
     return _page("effitrain reproduction report", body)
 
 
@@ -422,6 +424,10 @@ def build_report(runs_dir: str | Path = "reports/runs", out_dir: str | Path = "r
             _render_figure(res, out_dir / "figures" / name)
             figures.append(f"figures/{quote(name)}")
         _atomic_write(out_dir / f"{paper}.html", _paper_page(group, figures).encode("utf-8"))
+    overview = tta.rows(results, variant)
+    _atomic_write(out_dir / "tta.csv", tta.to_csv(overview))
+    if results:
+        _atomic_write(out_dir / "figures" / "pareto.png", tta.pareto_png(overview))
     index = out_dir / "index.html"
     _atomic_write(index, _index_page(results, runs_dir).encode("utf-8"))
     return index
@@ -434,12 +440,12 @@ def format_summary(res: dict[str, Any]) -> str:
              f"{_fmt(t['metric'], t['value'])}", f"  budget: {res['budget']}"]
     for name in _arm_order(res):
         runs = res["arms"][name]["runs"]
-        tta = _tta_cell([math.inf if r["time_to_target_s"] is None else r["time_to_target_s"] for r in runs])
+        cell = _tta_cell([math.inf if r["time_to_target_s"] is None else r["time_to_target_s"] for r in runs])
         finals = ", ".join(f"{k} {_spread(k, [r['final'][k] for r in runs])}"
                            for k in sorted(runs[0]["final"]) if k.startswith("test/")) if runs else ""
         speed = res["speedups"].get(name)
         extra = f"; speedup {_fmt_speedup(speed)} ({speed['verdict']})" if speed else ""
-        lines.append(f"  {name}: time to target {html.unescape(tta)}; {finals}{extra}")
+        lines.append(f"  {name}: time to target {html.unescape(cell)}; {finals}{extra}")
     for c in res["claims"]:
         measured = _fmt_ci(c["metric"], c["measured"], c["low"], c["high"])
         claimed = "n.f." if c["claimed"] is None else _fmt(c["metric"], c["claimed"])

@@ -1,0 +1,44 @@
+"""The time-to-accuracy overview: tta.csv rows and the Pareto figure, from results tables."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+from harness import tta
+from harness.report import build_report, variant
+from tests.test_report import _results, _write
+
+
+def test_csv_has_a_row_per_arm_with_baseline_times_and_speedups(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    _write(runs, _results("cpu", "cpu demo"))
+    build_report(runs, tmp_path / "site")
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "site" / "tta.csv").read_text(encoding="utf-8"))))
+    assert [r["arm"] for r in rows] == ["hard_student", "distilled", "temperature_1"]
+    base, distilled, t1 = rows
+    assert base["baseline"] == "" and base["speedup"] == ""
+    assert distilled["baseline"] == "hard_student"
+    # medians with a miss counted as infinity: the baseline's two seeds are 6.2 s and never
+    assert distilled["time_to_target_s"] == "5.3" and base["time_to_target_s"] == ""
+    assert float(distilled["speedup"]) == 1.21 and distilled["speedup_verdict"] == "inconclusive"
+    assert float(t1["success_rate"]) == 0.0 and float(base["success_rate"]) == 0.5
+    assert distilled["theoretical_speedup"] == ""  # these runs recorded no FLOP count
+    assert (tmp_path / "site" / "figures" / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_theoretical_speedup_is_the_ratio_of_flops_per_sample() -> None:
+    res = _results("cpu", "b")
+    for run in res["arms"]["distilled"]["runs"]:
+        run.update(flops=run["samples"] * 50.0)
+    for run in res["arms"]["hard_student"]["runs"]:
+        run.update(flops=run["samples"] * 200.0)
+    row = {r["arm"]: r for r in tta.rows([res], variant)}["distilled"]
+    assert math.isclose(row["theoretical_speedup"], 4.0)
+
+
+def test_pareto_front_keeps_only_undominated_points() -> None:
+    points = [(1.0, 0.90), (2.0, 0.95), (3.0, 0.93), (4.0, 0.97), (2.0, 0.80)]
+    assert tta._front(points) == [(1.0, 0.90), (2.0, 0.95), (4.0, 0.97)]
