@@ -42,6 +42,8 @@ class Technique(pl.Callback):
     card: ClassVar[PaperCard | None] = None
     touches: ClassVar[frozenset[str]] = frozenset()
     conflicts: ClassVar[frozenset[str]] = frozenset()
+    # Why, in words a reader can check, for each name in `conflicts` (shown by `conflict_reason`).
+    conflict_notes: ClassVar[dict[str, str]] = {}
     order: ClassVar[int] = 50  # lower runs first; ties broken by name
     description: ClassVar[str] = ""
     # Arms of the same seed this technique needs trained first (e.g. a teacher).
@@ -120,7 +122,9 @@ def conflict_reason(a: type[Technique], b: type[Technique]) -> str | None:
     if a.name == b.name:
         return f"'{a.name}' is given twice"
     if b.name in a.conflicts or a.name in b.conflicts:
-        return f"'{a.name}' and '{b.name}' declare a conflict"
+        note = a.conflict_notes.get(b.name) or b.conflict_notes.get(a.name)
+        return f"'{a.name}' and '{b.name}' cannot be combined: {note}" if note else \
+            f"'{a.name}' and '{b.name}' declare a conflict"
     if "precision" in a.touches and "precision" in b.touches:
         return f"'{a.name}' and '{b.name}' both own the number format (one Lightning precision plugin per Trainer)"
     if "optimizer" in a.touches and "optimizer" in b.touches:

@@ -170,6 +170,15 @@ class CRS(Technique):
     """Column-row sampling in the linear and/or convolution layers during training."""
 
     name = "crs"
+    conflicts = frozenset({"bf16_autocast", "fp16_loss_scaling", "activation_grad_pruning"})
+    conflict_notes = {
+        "bf16_autocast": "the CRS kernels sample and multiply in fp32; under bf16 autocast the layers before "
+                         "them hand over bf16 activations, which they do not take",
+        "fp16_loss_scaling": "the CRS kernels sample and multiply in fp32; under fp16 autocast the layers "
+                             "before them hand over fp16 activations, which they do not take",
+        "activation_grad_pruning": "both rewrite the same layers: CRS replaces Linear/Conv2d by sampling "
+                                   "layers, after which the pruning hooks find no Linear/Conv2d output to prune",
+    }
     card = CARD
     touches = frozenset({"architecture", "gradients"})
     order = 30

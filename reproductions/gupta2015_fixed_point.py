@@ -134,6 +134,13 @@ class FixedPointTraining(Technique):
     """Simulated 16-bit fixed-point training (Gupta et al. 2015) with nearest or stochastic rounding."""
 
     name = "fixed_point"
+    conflicts = frozenset({"bf16_autocast", "fp16_loss_scaling"})
+    conflict_notes = {
+        "bf16_autocast": "fixed_point simulates its own 16-bit number format on fp32 tensors; under bf16 "
+                         "autocast its rounding ops would receive bf16 tensors (two number formats at once)",
+        "fp16_loss_scaling": "fixed_point simulates its own 16-bit number format on fp32 tensors; under fp16 "
+                             "autocast its rounding ops would receive fp16 tensors (two number formats at once)",
+    }
     card = CARD
     touches = frozenset({"params", "gradients", "architecture"})
     order = 20

@@ -110,3 +110,25 @@ def test_schedule_steps_once_per_batch(monkeypatch):
     lr0 = recipe.optim["lr"]
     expected = [lr0 * (1 + torch.cos(torch.tensor(torch.pi * k / 4))).item() / 2 for k in range(1, 5)]
     assert LrProbe.seen == pytest.approx(expected, abs=1e-7)  # cosine to 0 over the 4-step budget
+
+
+def _pairs() -> list[tuple[str, str]]:
+    names = list(tech.techniques())
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+
+
+@pytest.mark.parametrize(("a", "b"), _pairs())
+def test_every_pair_composes_or_is_declared_incompatible_in_words(a, b):
+    """The registry's static verdicts hold: a pair either trains 2 steps together or says why not."""
+    ca, cb = tech.get_technique(a), tech.get_technique(b)
+    reason = tech.conflict_reason(ca, cb)
+    if reason is not None:
+        assert "declare a conflict" not in reason, f"{a} + {b}: a declared conflict needs a note saying why"
+        with pytest.raises(ValueError, match="cannot be combined"):
+            tech.compose([a, b])
+        return
+    refs = [Arm(n, reference=True) for n in dict.fromkeys(ca.needs_arms + cb.needs_arms)]
+    recipe = tiny_recipe(arms=[*refs, Arm("baseline"), Arm("pair", techniques=(a, b))], budget=Budget(steps=2))
+    run = Runner(progress=False).run(recipe, seeds=[0])["arms"]["pair"]["runs"][0]
+    assert run["steps"] == 2
+    assert torch.isfinite(torch.tensor(run["final"]["test/loss"]))
