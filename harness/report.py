@@ -315,20 +315,13 @@ def _tta_table(res: dict[str, Any]) -> str:
 
 
 def _theoretical(res: dict[str, Any], arm: str) -> str:
-    """The speedup the arm would have if time followed FLOPs: its baseline's FLOPs per sample over its own.
-
-    FLOPs are those counted on the warm-up step times the share the techniques declare, so a technique
-    that shrinks the ops (sampled convolutions) and one that declares a share (CRS) are both covered.
-    """
-    base = res["arms"][arm].get("baseline") or res["baseline_arm"]
-    if arm in tta.baselines(res) or base not in res["arms"]:
+    """The arm's theoretical speedup from FLOPs per sample (harness.tta), in words."""
+    ratio = tta.theoretical_speedup(res, arm)
+    if ratio is None:
         return "—"
-    mine, theirs = tta.flops_per_sample(res["arms"][arm]["runs"]), tta.flops_per_sample(res["arms"][base]["runs"])
-    if not mine or not theirs:
-        return "—"
-    if abs(mine / theirs - 1) < 0.005:
+    if abs(1 / ratio - 1) < 0.005:
         return "1.00× (same FLOPs per sample)"
-    return f"{theirs / mine:.2f}× ({100 * mine / theirs:.0f}% of the FLOPs per sample)"
+    return f"{ratio:.2f}× ({100 / ratio:.0f}% of the FLOPs per sample)"
 
 
 def _provenance_table(res: dict[str, Any]) -> str:

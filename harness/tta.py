@@ -46,20 +46,34 @@ def baselines(res: dict[str, Any]) -> set[str]:
     return {res["baseline_arm"]} | {a.get("baseline") for a in res["arms"].values() if a.get("baseline")}
 
 
+def theoretical_speedup(res: dict[str, Any], arm: str) -> float | None:
+    """The arm's speedup if time followed FLOPs: its baseline's FLOPs per sample over its own.
+
+    FLOPs are those counted on the warm-up step times the share the techniques declare, so a technique
+    that shrinks the ops (sampled convolutions) and one that declares a share (CRS) are both covered.
+    None for a baseline, or when a table recorded no FLOP count.
+    """
+    base = res["arms"][arm].get("baseline") or res["baseline_arm"]
+    if arm in baselines(res) or base not in res["arms"]:
+        return None
+    mine, theirs = flops_per_sample(res["arms"][arm]["runs"]), flops_per_sample(res["arms"][base]["runs"])
+    return theirs / mine if mine and theirs else None
+
+
 def rows(results: list[dict[str, Any]], variant) -> list[dict[str, Any]]:
     """The CSV rows for every arm of every results table; `variant(res)` names scale and tag."""
     out = []
     for res in results:
+        racing_against = baselines(res)
         for arm, info in res["arms"].items():
             runs = info["runs"]
             base = info.get("baseline") or res["baseline_arm"]
-            racing = arm not in baselines(res) and base in res["arms"]
+            racing = arm not in racing_against and base in res["arms"]
             sp = res["speedups"].get(arm, {}) if racing else {}
-            mine = flops_per_sample(runs)
-            theirs = flops_per_sample(res["arms"][base]["runs"]) if racing else None
+            target = info.get("target") or res["target"]
             out.append({
-                "paper": res["paper"], "variant": variant(res), "target_metric": (info.get("target") or res["target"])["metric"],
-                "target_value": (info.get("target") or res["target"])["value"], "arm": arm,
+                "paper": res["paper"], "variant": variant(res), "target_metric": target["metric"],
+                "target_value": target["value"], "arm": arm,
                 "baseline": base if racing else "", "techniques": "+".join(info.get("techniques", [])),
                 "seeds": len(runs), "time_to_target_s": _median_tta(runs),
                 "baseline_time_to_target_s": _median_tta(res["arms"][base]["runs"]) if racing else None,
@@ -67,8 +81,8 @@ def rows(results: list[dict[str, Any]], variant) -> list[dict[str, Any]]:
                 "speedup_verdict": sp.get("verdict", ""),
                 "success_rate": sum(r["time_to_target_s"] is not None for r in runs) / len(runs) if runs else None,
                 "test_acc": _median([r["final"]["test/acc"] for r in runs if r["final"].get("test/acc") is not None]),
-                "train_seconds": _median([r["train_seconds"] for r in runs]), "flops_per_sample": mine,
-                "theoretical_speedup": theirs / mine if mine and theirs else None,
+                "train_seconds": _median([r["train_seconds"] for r in runs]), "flops_per_sample": flops_per_sample(runs),
+                "theoretical_speedup": theoretical_speedup(res, arm),
             })
     return out
 

@@ -47,7 +47,7 @@ def matmul_peak(device: str = "cpu", n: int = 2048, dtype: torch.dtype = torch.f
     """FLOP/s of a dense n x n x n matmul (2 n^3 FLOPs): the compute ceiling ops are measured against."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    seconds = median_seconds(lambda: a @ b, repeats=5, device=device)
+    seconds = median_seconds(lambda: a @ b, repeats=7, warmup=5, device=device)  # the first calls run below speed
     return 2 * n**3 / seconds
 
 
@@ -83,18 +83,19 @@ def register_bench(bench: OpBench) -> OpBench:
 
 
 def measure(bench: OpBench, device: str = "cpu", repeats: int = 7) -> dict:
-    """Time one op (and its baseline, interleaved) and express it against the machine's ceiling."""
+    """Time one op (and its baseline, alternating call by call) and express it against the machine's ceiling."""
     fn, work, baseline = bench.make(device)
-    seconds = median_seconds(fn, repeats=repeats, device=device)
-    row = {"op": bench.name, "bound": bench.bound, "device": device, "seconds": seconds, "goal": bench.goal}
-    if bench.bound == "memory":
-        ceiling = copy_bandwidth(device)
-        row.update(rate=work / seconds, ceiling=ceiling, fraction=work / seconds / ceiling, unit="B/s")
-    else:
-        ceiling = matmul_peak(device)
-        row.update(rate=work / seconds, ceiling=ceiling, fraction=work / seconds / ceiling, unit="FLOP/s")
+    if baseline is None:
+        seconds = median_seconds(fn, repeats=repeats, device=device)
+    else:  # op and dense op alternate, so both see the same machine state; medians of each
+        pairs = [(median_seconds(fn, 1, 0, device), median_seconds(baseline, 1, 0, device))
+                 for _ in range(repeats + 2)][2:]  # the first two pairs warm up
+        seconds, base_seconds = (statistics.median(p[i] for p in pairs) for i in (0, 1))
+    memory = bench.bound == "memory"
+    ceiling = copy_bandwidth(device) if memory else matmul_peak(device)
+    row = {"op": bench.name, "bound": bench.bound, "device": device, "seconds": seconds, "goal": bench.goal,
+           "rate": work / seconds, "ceiling": ceiling, "fraction": work / seconds / ceiling,
+           "unit": "B/s" if memory else "FLOP/s"}
     if baseline is not None:
-        base_seconds = median_seconds(baseline, repeats=repeats, device=device)
-        seconds = median_seconds(fn, repeats=repeats, device=device)  # again, after the baseline
-        row.update(baseline_seconds=base_seconds, speedup=base_seconds / min(seconds, row["seconds"]))
+        row.update(baseline_seconds=base_seconds, speedup=base_seconds / seconds)
     return row

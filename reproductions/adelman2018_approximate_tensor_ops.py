@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from harness.cards import Claim, PaperCard
-from harness.measure import Budget, BudgetStop, Target
+from harness.measure import Budget, Target
 from harness.models import mlp, small_cnn
 from harness.recipes import Arm, Recipe
 from harness.techniques import Technique, register_technique
@@ -201,15 +201,11 @@ class CRS(Technique):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         macs = layer_macs(pl_module.model, pl_module.context.data.input_shape, pl_module.recipe.flatten)
-        estimate = self.flop_fraction()
         self.swapped = apply_crs(pl_module.model, self.sample_ratio, self.minimal_k, self.layers)
         kept = {n: crs_k(m.fan_in, self.sample_ratio, self.minimal_k) / m.fan_in for n, m in self.swapped.items()}
         dense = sum(m * p for m, p in macs.values())
         self._fraction = sum(m * p * kept.get(n, 1.0) for n, (m, p) in macs.items()) / dense
-        # The Runner reads flop_fraction() before setup(); correct the budget's copy (see the report).
-        for callback in trainer.callbacks:
-            if isinstance(callback, BudgetStop):
-                callback.flop_fraction *= self._fraction / estimate
+        # The Runner's BudgetStop asks flop_fraction() at train start, after this setup().
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         drawn = distinct = total = 0

@@ -36,10 +36,11 @@ def test_layers_knob_limits_the_surgery():
 
 
 def _setup(technique, model, flatten):
-    stop = BudgetStop(Budget(epochs=1), None, None, 1, technique.flop_fraction())  # as the Runner builds it
+    stop = BudgetStop(Budget(epochs=1), None, None, 1, technique.flop_fraction)  # as the Runner builds it
     module = SimpleNamespace(model=model, context=SimpleNamespace(data=SimpleNamespace(input_shape=(1, 28, 28))),
                              recipe=SimpleNamespace(flatten=flatten), step_metrics={})
     technique.setup(SimpleNamespace(callbacks=[stop]), module, "fit")
+    stop.on_train_start(None, module)  # the Runner's trainer calls this after the techniques' setup()
     return module, stop
 
 
