@@ -132,6 +132,51 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return _execute(recipe, _seeds(args.seeds), args, argv, None, out, name=f"run-{args.recipe}")
 
 
+def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from datetime import datetime, timezone
+
+    from harness import combinability, matrix
+    from harness.tracking import provenance, tracking_uri
+
+    if args.params:
+        _read_combine_params(args)
+    if args.executor not in matrix.EXECUTORS:
+        raise ValueError(f"executor '{args.executor}' is not one of {', '.join(matrix.EXECUTORS)}")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers {args.workers}: expected a positive number")
+    plan = matrix.make_plan(args.recipe, args.scale, args.set, args.techniques or None, getattr(args, "settings", None))
+    seeds = _seeds(args.seeds)
+    _prepare(plan.recipe, seeds, args.data_root)
+    print(f"matrix: {len(plan.names)} techniques, {sum(w is None for *_, w in plan.pairs)} pairs to run, "
+          f"{sum(w is not None for *_, w in plan.pairs)} incompatible; {len(plan.arms)} arms x {len(seeds)} "
+          f"seed(s) on '{plan.recipe_name}' ({args.scale}), executor {args.executor}")
+    outcomes = matrix.run_matrix(plan, seeds, args.executor, args.workers, args.data_root,
+                                 None if args.no_track else tracking_uri(), args.ray_address)
+    meta = {"command": _command_line(argv), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "code_version": matrix.code_version(), "executor": args.executor, "provenance": provenance()}
+    summary = combinability.summarise(plan, outcomes, seeds, meta)
+    paths = combinability.write_outputs(summary, args.out)
+    for p in summary["pairs"]:
+        print(f"  {p['a']} + {p['b']}: {p['verdict']}: {p['reason']}")
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _read_combine_params(args: argparse.Namespace) -> None:
+    """Take recipe, scale, seeds, executor, techniques and the scale's overrides from params.yaml's `combine`."""
+    import yaml
+
+    try:
+        c = yaml.safe_load(Path(args.params).read_text())["combine"]
+        args.recipe, args.scale, args.seeds = str(c["recipe"]), str(c["scale"]), int(c["seeds"])
+        args.executor = str(c.get("executor", args.executor))
+        args.techniques = list(c.get("techniques") or []) or args.techniques
+        args.set = [str(x) for x in ((c.get("set") or {}).get(args.scale) or [])] + args.set
+        args.settings = {str(k): dict(v) for k, v in (c.get("settings") or {}).items()}
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{args.params}: cannot read combine.recipe/scale/seeds/set/settings ({type(exc).__name__}: {exc})") from None
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.report import build_report
 
@@ -212,6 +257,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", required=True)
     p.add_argument("--technique", action="append", default=[], help="repeat to combine techniques")
     _common(p)
+    p = sub.add_parser("matrix", help="baseline, each technique alone and every pair on one recipe; "
+                                      "write reports/combinability.{csv,json,png}")
+    p.add_argument("--recipe", default="mnist_cnn", help="the recipe every arm runs on (default mnist_cnn)")
+    p.add_argument("--scale", default="cpu", help="smoke | cpu | paper (default cpu)")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds, 0..N-1 (default 3)")
+    p.add_argument("--techniques", nargs="+", metavar="NAME", help="only these techniques (default: all registered)")
+    p.add_argument("--executor", default="inprocess", help="inprocess (default) | processes | ray")
+    p.add_argument("--workers", type=int, help="processes: how many in parallel (default: one per CPU core)")
+    p.add_argument("--ray-address", help="ray: the cluster to join, e.g. 127.0.0.1:6379 (default: start a local one)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
+    p.add_argument("--params", help="read recipe, scale, seeds, executor, techniques and overrides from "
+                                    "this params.yaml's `combine` section")
+    p.add_argument("--out", default="reports", help="where combinability.{csv,json,png} go (default reports)")
+    p.add_argument("--no-track", action="store_true", help="do not log to MLflow (and reuse nothing)")
     p = sub.add_parser("report", help="build reports/index.html from reports/runs")
     p.add_argument("--runs-dir", default=str(RESULTS_DIR))
     p.add_argument("--out", default="reports")
@@ -237,8 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handlers = {"list": cmd_list, "report": cmd_report, "data": cmd_data, "bench": cmd_bench, "ui": cmd_ui}
-        if args.command in ("reproduce", "run"):
-            return (cmd_reproduce if args.command == "reproduce" else cmd_run)(args, argv)
+        if args.command in ("reproduce", "run", "matrix"):
+            return {"reproduce": cmd_reproduce, "run": cmd_run, "matrix": cmd_matrix}[args.command](args, argv)
         return handlers[args.command](args)
     except SystemExit as exc:
         return int(exc.code or 0)

@@ -3,12 +3,15 @@
 `build_report` turns the Runner's results files, `<runs_dir>/<paper>/<scale>-<tag>.json`,
 into a site readable without JavaScript: an overview `index.html`, one
 `<paper>.html` per paper with a section per scale, and one time-to-accuracy PNG
-per (paper, scale) under `figures/`. The report imports nothing else from the
-harness: a results file carries all it shows, so an old file still renders.
+per (paper, scale) under `figures/`; `combinability.html` from the matrix that
+`effitrain matrix` writes to `<out_dir>/combinability.json`; then the thesis-style
+`report.pdf` (harness.thesis). The site imports nothing else from the harness: a
+results file carries all it shows, so an old file still renders (only the PDF's
+bibliography reads the paper cards).
 
 Every page and figure is written atomically (temp file in the same folder, then
-`os.replace`) and the index last, so a crash never leaves a half-written page
-nor an index linking to a missing one. Output order is deterministic.
+`os.replace`) and the index last of the site, so a crash never leaves a half-written
+page nor an index linking to a missing page. Output order is deterministic.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from matplotlib.ticker import PercentFormatter
 
 from harness import tta
 
-__all__ = ["build_report", "load_results", "format_summary", "variant", "SCALE_ORDER"]
+__all__ = ["build_report", "load_results", "load_combinability", "combinability_rows", "combinability_facts",
+           "arm_cells", "test_metrics", "format_summary", "variant", "SCALE_ORDER"]
 
 SCALE_ORDER = {"smoke": 0, "cpu": 1, "paper": 2}
 _TOP_KEYS = ("paper", "scale", "card", "budget", "command", "created", "seeds", "target",
@@ -44,12 +48,24 @@ _SPEEDUP_KEYS = ("speedup", "low", "high", "verdict")
 _PROV_KEYS = ("git_commit", "git_dirty", "torch", "lightning", "device", "cpu_count", "dataset_md5")
 _VERDICT_CLASS = {"reproduced": "ok", "not reproduced": "bad", "inconclusive": "maybe",
                   "not run at this scale": "skip"}
+# combinability.json, written by `effitrain matrix` (harness/matrix.py); these keys are shown.
+_COMB_KEYS = ("scale", "recipe", "budget", "target", "seeds", "techniques", "composition_order", "recipe_rule",
+              "command", "created", "provenance", "singles", "pairs")
+_SINGLE_KEYS = ("paper", "speedup", "low", "high", "verdict", "success_rate", "dacc", "dacc_low", "dacc_high")
+_PAIR_KEYS = ("a", "b", "status", "verdict", "reason", "s_a", "s_a_low", "s_a_high", "s_b", "s_b_low", "s_b_high",
+              "s_ab", "s_ab_low", "s_ab_high", "interaction", "interaction_low", "interaction_high",
+              "dacc_ab", "dacc_sum", "dacc_excess")
+# Pair verdicts (DESIGN.md, Combinability): interaction S_AB / (S_A * S_B) about 1 stacks, above 1
+# synergy, below 1 overlap; the rest say why no interaction could be measured.
+PAIR_VERDICT_CLASS = {"synergy": "syn", "stacks": "ok", "overlap": "maybe", "incompatible": "skip",
+                      "not measurable": "skip", "missed target": "bad", "diverged": "bad", "failed": "bad"}
+MATRIX_HOWTO = "effitrain matrix --scale cpu --seeds 3"
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:1.5em auto;padding:0 1em;
 color:#222;line-height:1.4}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em}
 th,td{border:1px solid #ccc;padding:.3em .55em;text-align:left;vertical-align:top}
 th{background:#f0f0f0}td.num{text-align:right;white-space:nowrap}
 .budget{background:#fff6d5;border-left:5px solid #e0a800;padding:.5em .8em;margin:.6em 0;font-size:1.05em}
-.ok{background:#d9f2dd}.bad{background:#f8d7da}.maybe{background:#fff3cd}.skip{background:#eceff1;color:#555}
+.ok{background:#d9f2dd}.bad{background:#f8d7da}.maybe{background:#fff3cd}.skip{background:#eceff1;color:#555}.syn{background:#d6e9f8}
 code{background:#f4f4f4;padding:.1em .3em}section{border-top:2px solid #888;margin-top:2em}
 .muted{color:#666;font-size:.9em}img{max-width:100%;border:1px solid #ddd}"""
 
@@ -91,6 +107,29 @@ def load_results(path: Path) -> dict[str, Any]:
     if (res["paper"], variant(res)) != (path.parent.name, path.stem):
         raise ValueError(f"{path}: paper/variant {res['paper']!r}/{variant(res)!r} do not match the file's location")
     return res
+
+
+def load_combinability(path: Path) -> dict[str, Any] | None:
+    """Read and check `combinability.json`; None when absent, ValueError naming file and key when malformed."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        comb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: unreadable combinability file ({exc})") from None
+    _require(comb, _COMB_KEYS, "", path)
+    _require(comb["target"], _TARGET_KEYS, "target.", path)
+    _require(comb["provenance"], _PROV_KEYS, "provenance.", path)
+    _require(comb["singles"], (), "singles.", path)
+    for name, single in comb["singles"].items():
+        _require(single, _SINGLE_KEYS, f"singles.{name}.", path)
+    for key in ("seeds", "pairs", "techniques", "composition_order"):
+        if not isinstance(comb[key], list):
+            raise ValueError(f"{path}: expected a list at '{key}'")
+    for i, pair in enumerate(comb["pairs"]):
+        _require(pair, _PAIR_KEYS, f"pairs[{i}].", path)
+    return comb
 
 
 def variant(res: dict[str, Any]) -> str:
@@ -285,32 +324,47 @@ def _spread(metric: str, values: list[float]) -> str:
     return f"{_fmt(metric, med)} [{_fmt(metric, min(values))}, {_fmt(metric, max(values))}]"
 
 
+def test_metrics(res: dict[str, Any]) -> list[str]:
+    """The final `test/*` metrics any run of the table recorded, sorted."""
+    return sorted({k for a in res["arms"].values() for r in a["runs"] for k in r["final"] if k.startswith("test/")})
+
+
+def arm_cells(res: dict[str, Any], arm: str) -> dict[str, Any]:
+    """One arm's time-to-target row as plain text, shared by the HTML table and the PDF.
+
+    Keys: tta (median [min, max], ∞ for a miss), reached ("2/3 (67%)"), finals (one cell per
+    `test_metrics(res)`), share (evaluation share of wall time), speedup (with its interval),
+    verdict (the speedup's verdict, "" for a baseline) and theory (FLOPs-per-sample speedup).
+    """
+    runs = res["arms"][arm]["runs"]
+    times = [math.inf if r["time_to_target_s"] is None else float(r["time_to_target_s"]) for r in runs]
+    hit = sum(not math.isinf(t) for t in times)
+    own = res["arms"][arm].get("target")  # an arm may race to its own target (e.g. another model)
+    own_note = f" (to {own['metric']} {own['value']:g})" if own and own != res["target"] else ""
+    shares = [r["eval_share"] for r in runs if r["eval_share"] is not None]
+    sp = res["speedups"].get(arm)
+    speed = "baseline" if sp is None and arm in tta.baselines(res) else _fmt_speedup(sp)
+    if sp and sp.get("baseline", res["baseline_arm"]) != res["baseline_arm"]:
+        speed += f" vs {sp['baseline']}"
+    return {"tta": _tta_cell(times) + own_note,
+            "reached": f"{hit}/{len(runs)} ({100 * hit / len(runs):.0f}%)" if runs else "—",
+            "finals": [_spread(k, [r["final"][k] for r in runs if r["final"].get(k) is not None])
+                       for k in test_metrics(res)],
+            "share": f"{100 * statistics.median(shares):.1f}%" if shares else "—",
+            "speedup": speed, "verdict": (sp or {}).get("verdict", ""), "theory": _theoretical(res, arm)}
+
+
 def _tta_table(res: dict[str, Any]) -> str:
     """Per arm: time to target, success rate, final test metrics, eval share, speedup."""
-    tests = sorted({k for a in res["arms"].values() for r in a["runs"] for k in r["final"] if k.startswith("test/")})
-    bases = tta.baselines(res)
     rows = []
     for arm in _arm_order(res):
-        runs = res["arms"][arm]["runs"]
-        times = [math.inf if r["time_to_target_s"] is None else float(r["time_to_target_s"]) for r in runs]
-        hit = sum(not math.isinf(t) for t in times)
-        own = res["arms"][arm].get("target")  # an arm may race to its own target (e.g. another model)
-        own_note = f" (to {own['metric']} {own['value']:g})" if own and own != res["target"] else ""
-        finals = [_spread(k, [r["final"][k] for r in runs if r["final"].get(k) is not None]) for k in tests]
-        shares = [r["eval_share"] for r in runs if r["eval_share"] is not None]
-        share = f"{100 * statistics.median(shares):.1f}%" if shares else "—"
-        sp = res["speedups"].get(arm)
-        speed = "baseline" if sp is None and arm in bases else _fmt_speedup(sp)
-        if sp and sp.get("baseline", res["baseline_arm"]) != res["baseline_arm"]:
-            speed += f" vs {sp['baseline']}"
-        theory = _theoretical(res, arm)
+        c = arm_cells(res, arm)
         desc = res["arms"][arm].get("description", "")
-        rate = f"{hit}/{len(runs)} ({100 * hit / len(runs):.0f}%)" if runs else "—"
-        rows.append([f"<b>{_e(arm)}</b><br><span class=\"muted\">{_e(desc)}</span>", _e(_tta_cell(times) + own_note), _e(rate),
-                     *(_e(f) for f in finals), _e(share), _e(speed), _e(theory)])
+        rows.append([f"<b>{_e(arm)}</b><br><span class=\"muted\">{_e(desc)}</span>", _e(c["tta"]), _e(c["reached"]),
+                     *(_e(f) for f in c["finals"]), _e(c["share"]), _e(c["speedup"]), _e(c["theory"])])
     headers = ["arm", "time to target: median [min, max]", "reached target",
-               *(f"{k}: median [min, max]" for k in tests), "eval share of wall time", "speedup [interval]",
-               "theoretical speedup (FLOPs per sample vs baseline)"]
+               *(f"{k}: median [min, max]" for k in test_metrics(res)), "eval share of wall time",
+               "speedup [interval]", "theoretical speedup (FLOPs per sample vs baseline)"]
     return _table(headers, rows)
 
 
@@ -373,12 +427,13 @@ def _verdict_counts(claims: list[dict[str, Any]]) -> str:
     return ", ".join(f"{counts[v]} {v}" for v in order if v in counts) or "no claims"
 
 
-def _index_page(results: list[dict[str, Any]], runs_dir: Path) -> str:
-    """The overview: one row per (paper, scale), or how to produce results if there are none."""
+def _index_page(results: list[dict[str, Any]], runs_dir: Path, comb_present: bool = False) -> str:
+    """The overview: one row per (paper, scale), or how to produce results if there are none;
+    then the combinability page (or how to produce it) and the PDF."""
     how = "<code>effitrain reproduce PAPER --scale cpu</code>"
     if not results:
         body = (f"<h1>effitrain reproduction report</h1><p>No results found in <code>{_e(runs_dir)}</code>. "
-                f"Produce them with {how}, then rebuild this report.</p>")
+                f"Produce them with {how}, then rebuild this report.</p>" + _extras_html(comb_present))
         return _page("effitrain reproduction report", body)
     rows = []
     for r in results:
@@ -395,18 +450,131 @@ def _index_page(results: list[dict[str, Any]], runs_dir: Path) -> str:
               "theoretical speedup from FLOPs per sample beside the realised one: "
               '<a href="tta.csv">tta.csv</a>. Below, median test accuracy against median training time '
               "per arm; the red steps join the arms no other arm beats on both.</p>"
-              '<img src="figures/pareto.png" alt="accuracy against training time, one panel per paper">')
+              '<img src="figures/pareto.png" alt="accuracy against training time, one panel per paper">'
+            + _extras_html(comb_present))
     return _page("effitrain reproduction report", body)
 
 
-def build_report(runs_dir: str | Path = "reports/runs", out_dir: str | Path = "reports") -> Path:
-    """Render every results file under runs_dir into a static site in out_dir; return index.html.
+def _ratio(value: Any, low: Any = None, high: Any = None, unit: str = "×") -> str:
+    """A ratio with two decimals and its interval: `1.10× [0.90, 1.30]`; `—` when not measured."""
+    def one(v: float) -> str:
+        """Two decimals; an infinite ratio (only one side reached the target) as ∞."""
+        return "∞" if math.isinf(v) else f"{v:.2f}"
+    if value is None:
+        return "—"
+    head = one(float(value)) + unit
+    return head if low is None or high is None else f"{head} [{one(float(low))}, {one(float(high))}]"
 
-    Raises ValueError (naming the file and key) on a malformed results file,
-    before anything is written.
+
+def _pp(value: Any, low: Any = None, high: Any = None) -> str:
+    """A change of accuracy (fractions) in signed percentage points: `−0.20 pp [−0.40, +0.00]`."""
+    def one(v: float) -> str:
+        """Signed points with a typographic minus."""
+        return f"{100 * v:+.2f}".replace("-", "−")
+    if value is None:
+        return "—"
+    head = f"{one(float(value))} pp"
+    return head if low is None or high is None else f"{head} [{one(float(low))}, {one(float(high))}]"
+
+
+def combinability_facts(comb: dict[str, Any]) -> list[tuple[str, str]]:
+    """What every pair shares, as (item, text): recipe and its rule, budget, target, seeds, order, command."""
+    t = comb["target"]
+    recipe = comb["recipe"] + (f": {comb['recipe_description']}" if comb.get("recipe_description") else "")
+    runs = comb.get("runs") or {}
+    return [("recipe", recipe), ("which recipe the pairs ran on", comb["recipe_rule"]),
+            ("budget", f"{comb['scale']} scale: {comb['budget']}"),
+            ("overrides", ", ".join(comb.get("overrides") or []) or "none"),
+            ("target", f"{t['metric']} {'≥' if t['mode'] == 'max' else '≤'} {_fmt(t['metric'], t['value'])}"),
+            ("seeds", ", ".join(str(x) for x in comb["seeds"]) + f" ({len(comb['seeds'])}, paired by seed)"),
+            ("composition order", " → ".join(comb["composition_order"]) or "—"),
+            ("command", comb["command"]), ("created", comb["created"]),
+            ("runs", ", ".join(f"{v} {k}" for k, v in runs.items()) or "—")]
+
+
+def combinability_rows(comb: dict[str, Any]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The singles and the pairs of a combinability matrix as plain-text cells (HTML and PDF share them)."""
+    order = [t for t in comb["techniques"] if t in comb["singles"]]
+    order += sorted(set(comb["singles"]) - set(order))
+    singles = []
+    for name in order:
+        s = comb["singles"][name]
+        rate = "—" if s["success_rate"] is None else f"{100 * s['success_rate']:.0f}%"
+        singles.append({"technique": name, "paper": s["paper"] or "—", "verdict": s["verdict"] or "—",
+                        "speedup": _ratio(s["speedup"], s["low"], s["high"]), "success": rate,
+                        "dacc": _pp(s["dacc"], s["dacc_low"], s["dacc_high"]), "error": s.get("error") or ""})
+    pairs = []
+    for p in comb["pairs"]:
+        note = p.get("recipe_note") if p.get("recipe") not in (None, comb["recipe"]) else None
+        dacc = "—" if p["dacc_ab"] is None else (f"pair {_pp(p['dacc_ab'])} vs sum {_pp(p['dacc_sum'])} "
+                                                 f"(excess {_pp(p['dacc_excess'])})")
+        pairs.append({"pair": f"{p['a']} + {p['b']}", "verdict": p["verdict"] or "—",
+                      "class": PAIR_VERDICT_CLASS.get(p["verdict"], ""),
+                      "reason": (p["reason"] or "—") + (f" (ran on {p['recipe']}: {note})" if note else ""),
+                      "s_a": _ratio(p["s_a"], p["s_a_low"], p["s_a_high"]),
+                      "s_b": _ratio(p["s_b"], p["s_b_low"], p["s_b_high"]),
+                      "s_ab": _ratio(p["s_ab"], p["s_ab_low"], p["s_ab_high"]),
+                      "interaction": _ratio(p["interaction"], p["interaction_low"], p["interaction_high"], ""),
+                      "dacc": dacc})
+    return singles, pairs
+
+
+def _combinability_page(comb: dict[str, Any], heatmap: bool) -> str:
+    """The combinability matrix: shared setting, heatmap, singles, then every pair with its verdict and reason."""
+    singles, pairs = combinability_rows(comb)
+    facts = _table(["item", "value"], [[_e(k), _e(v)] for k, v in combinability_facts(comb)])
+    s_rows = [[f"<b>{_e(s['technique'])}</b>", _e(s["paper"]), _e(f"{s['speedup']} ({s['verdict']})"),
+               _e(s["success"]), _e(s["dacc"]) + (f'<br><span class="muted">{_e(s["error"])}</span>' if s["error"] else "")]
+              for s in singles]
+    p_rows = [[f"<b>{_e(p['pair'])}</b>", f"<b>{_e(p['verdict'])}</b>", _e(p["reason"]), _e(p["s_a"]),
+               _e(p["s_b"]), _e(p["s_ab"]), _e(p["interaction"]), _e(p["dacc"])] for p in pairs]
+    img = ('<img src="combinability.png" alt="pair verdicts and interactions as a heatmap">'
+           if heatmap else "")
+    body = [
+        '<p><a href="index.html">← all papers</a></p><h1>Combinability of techniques</h1>',
+        f'<div class="budget"><b>Budget ({_e(comb["scale"])}):</b> {_e(comb["budget"])}</div>',
+        "<p>Every pair of techniques is first checked against their declarations (conflicts, two owners of the "
+        "number format, incompatible surgeries); pairs that compose are trained against the same baseline and "
+        "seeds as the single techniques. Interaction = S<sub>AB</sub> / (S<sub>A</sub> · S<sub>B</sub>): about 1 "
+        "stacks, above 1 synergy, below 1 overlap. Speedups are median baseline time to target over median "
+        "technique time, with bootstrap intervals; accuracy changes are medians of per-seed differences of test "
+        "accuracy against the baseline, in percentage points.</p>", facts, img,
+        "<h2>Single techniques</h2>",
+        _table(["technique", "paper", "speedup [interval] (verdict)", "success rate",
+                "test accuracy change [interval]"], s_rows) if s_rows else "<p>No single techniques recorded.</p>",
+        "<h2>Pairs</h2>",
+        _table(["pair", "verdict", "reason", "S_A", "S_B", "S_AB", "interaction [interval]",
+                "accuracy change: pair vs sum of singles"], p_rows, [p["class"] for p in pairs])
+        if p_rows else "<p>No pairs recorded.</p>",
+        "<h2>Provenance</h2>", _provenance_table(comb)]
+    return _page("Combinability of techniques", "\n".join(body))
+
+
+def _extras_html(comb_present: bool) -> str:
+    """Index paragraphs for the combinability page (or how to make it) and the thesis-style PDF."""
+    if comb_present:
+        comb = ('<h2>Combinability</h2><p>Which techniques stack, overlap or cannot be combined, pair by pair: '
+                '<a href="combinability.html">combinability.html</a>.</p>')
+    else:
+        comb = ("<h2>Combinability</h2><p>No combinability matrix yet (<code>combinability.json</code> is missing "
+                f"here). Produce it with <code>{_e(MATRIX_HOWTO)}</code>, then rebuild this report.</p>")
+    return comb + ('<h2>Thesis-style report</h2><p>Everything above as one typeset document, with method '
+                   'summaries, threats to validity and a bibliography: <a href="report.pdf">report.pdf</a>.</p>')
+
+
+def build_report(runs_dir: str | Path = "reports/runs", out_dir: str | Path = "reports") -> Path:
+    """Render every results file under runs_dir into a static site in out_dir, then the PDF; return index.html.
+
+    `out_dir/combinability.json` (from `effitrain matrix`), when present, becomes combinability.html and
+    a chapter of the PDF. Raises ValueError (naming the file and key) on a malformed results or
+    combinability file, before anything is written; a failed PDF compile raises ValueError after the
+    site is written and leaves the previous report.pdf in place (harness.thesis).
     """
+    from harness import thesis  # imports this module; deferred to keep the import graph acyclic
+
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     results = _discover(runs_dir)
+    comb = load_combinability(out_dir / "combinability.json")
     by_paper: dict[str, list[dict[str, Any]]] = {}
     for res in results:
         by_paper.setdefault(res["paper"], []).append(res)
@@ -421,8 +589,12 @@ def build_report(runs_dir: str | Path = "reports/runs", out_dir: str | Path = "r
     _atomic_write(out_dir / "tta.csv", tta.to_csv(overview))
     if results:
         _atomic_write(out_dir / "figures" / "pareto.png", tta.pareto_png(overview))
+    if comb is not None:
+        heatmap = (out_dir / "combinability.png").is_file()
+        _atomic_write(out_dir / "combinability.html", _combinability_page(comb, heatmap).encode("utf-8"))
     index = out_dir / "index.html"
-    _atomic_write(index, _index_page(results, runs_dir).encode("utf-8"))
+    _atomic_write(index, _index_page(results, runs_dir, comb is not None).encode("utf-8"))
+    thesis.build_pdf(results, comb, out_dir)
     return index
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,22 @@ class Tracker:
 
     def log_artifact(self, run_id: str, path: str | Path, subdir: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), subdir)
+
+    def find_tagged(self, experiment: str, tag: str, value: str, status: str | None = "FINISHED") -> str | None:
+        """The newest run of `experiment` whose tag `tag` equals `value` (and with `status`), or None."""
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            return None
+        query = f"tags.`{tag}` = '{value}'" + (f" and attributes.status = '{status}'" if status else "")
+        runs = self.client.search_runs([exp.experiment_id], filter_string=query, max_results=1,
+                                       order_by=["attributes.start_time DESC"])
+        return runs[0].info.run_id if runs else None
+
+    def read_text(self, run_id: str, artifact_path: str) -> str:
+        """The text of one artifact of a run."""
+        with tempfile.TemporaryDirectory() as tmp:
+            local = self.client.download_artifacts(run_id, artifact_path, tmp)
+            return Path(local).read_text()
 
     def end(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)

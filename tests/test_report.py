@@ -99,6 +99,9 @@ def test_index_links_every_paper_page(site: Path) -> None:
     assert index.index("scale-smoke") < index.index("scale-cpu")  # smoke < cpu < paper
     assert "1.21× [0.95, 1.40]" in index and "temperature_1: n/a" in index
     assert "1 not reproduced, 1 inconclusive, 1 not run at this scale" in index
+    # no combinability.json in the output folder: the index says how to make one, and links the PDF
+    assert "effitrain matrix --scale cpu --seeds 3" in index and 'href="combinability.html"' not in index
+    assert 'href="report.pdf"' in index and (site / "report.pdf").read_bytes().startswith(b"%PDF-")
 
 
 def test_paper_page_has_ledger_budget_and_tta(site: Path) -> None:
@@ -132,7 +135,7 @@ def test_text_is_escaped(site: Path) -> None:
 
 def test_output_is_deterministic(site: Path, tmp_path: Path) -> None:
     again = build_report(tmp_path / "runs", tmp_path / "again").parent
-    for name in ("index.html", f"{PAPER}.html", f"figures/{PAPER}-cpu-tta.png"):
+    for name in ("index.html", f"{PAPER}.html", f"figures/{PAPER}-cpu-tta.png", "report.pdf"):
         assert (site / name).read_bytes() == (again / name).read_bytes()
 
 
@@ -143,6 +146,7 @@ def test_empty_runs_dir_says_how_to_produce_results(tmp_path: Path, exists: bool
         runs.mkdir()
     index = build_report(runs, tmp_path / "out").read_text(encoding="utf-8")
     assert "No results" in index and "effitrain reproduce PAPER --scale cpu" in index
+    assert (tmp_path / "out" / "report.pdf").read_bytes().startswith(b"%PDF-")  # an empty report still typesets
 
 
 @pytest.mark.parametrize(("drop", "key"), [

@@ -1,0 +1,289 @@
+"""Combinability verdicts from a matrix's outcomes, and the files they go to.
+
+Definitions (DESIGN.md, "Combinability"), all against the matrix's one baseline
+and over the same seeds:
+
+- S_X = median baseline time to target / median time to target of arm X, with
+  a percentile-bootstrap interval over seeds (`harness.measure.speedup`);
+- interaction I = S_AB / (S_A * S_B) = (t_A * t_B) / (t_AB * t_base) in median
+  times, with a bootstrap interval that resamples seeds jointly (the four arms of
+  a seed share its data order and initialisation). I about 1: the speedups
+  multiply ("stacks"); above 1: "synergy"; below 1: "overlap";
+- accuracy change dacc_X = median over seeds of (test accuracy of X - of the
+  baseline) on the same seed, and the pair's excess dacc_AB - (dacc_A + dacc_B).
+
+Outputs: `combinability.csv` (one row per pair), `combinability.json` (the
+same plus the singles, the baseline and provenance) and `combinability.png`
+(the heatmap), each written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.matrix import ACC, Plan, arm_name, recipe_rule, _paper_of, _recipe_note
+from harness.measure import bootstrap_interval, speedup
+
+STACK_BAND = 0.10  # one seed gives no interval: an interaction within 1 +- 10% then reads "stacks"
+N_BOOT = 2000
+PAIR_COLUMNS = ("a", "b", "status", "verdict", "reason", "recipe", "recipe_note", "s_a", "s_a_low", "s_a_high",
+                "s_b", "s_b_low", "s_b_high", "s_ab", "s_ab_low", "s_ab_high", "interaction", "interaction_low",
+                "interaction_high", "acc_base", "dacc_a", "dacc_b", "dacc_ab", "dacc_sum", "dacc_excess",
+                "success_ab", "seeds")
+
+Outcomes = dict[tuple[str, int], dict[str, Any]]
+
+
+def _times(outcomes: Outcomes, arm: str, seeds: list[int]) -> list[float | None]:
+    """Times to target by seed; None for not reached or a failed run."""
+    out = []
+    for s in seeds:
+        r = outcomes[(arm, s)]["result"]
+        out.append(None if r is None else r["time_to_target_s"])
+    return out
+
+
+def _accs(outcomes: Outcomes, arm: str, seeds: list[int]) -> list[float | None]:
+    out = []
+    for s in seeds:
+        r = outcomes[(arm, s)]["result"]
+        out.append(None if r is None else r["final"].get(ACC))
+    return out
+
+
+def _error(outcomes: Outcomes, arm: str, seeds: list[int]) -> tuple[str | None, bool]:
+    """The first error among the arm's seeds and whether it was a divergence."""
+    for s in seeds:
+        o = outcomes[(arm, s)]
+        if o["error"]:
+            return f"seed {s}: {o['error']}", bool(o["diverged"])
+    return None, False
+
+
+def accuracy_change(base: list[float | None], arm: list[float | None]) -> tuple[float | None, float | None, float | None]:
+    """Median paired difference arm - baseline over seeds where both have a value, with its interval."""
+    d = [a - b for a, b in zip(arm, base) if a is not None and b is not None]
+    if not d:
+        return None, None, None
+    low, high = bootstrap_interval(d, n_boot=N_BOOT) if len(d) > 1 else (None, None)
+    return float(np.median(d)), low, high
+
+
+def interaction(base: list[float | None], a: list[float | None], b: list[float | None],
+                ab: list[float | None]) -> tuple[float | None, float | None, float | None]:
+    """S_AB / (S_A * S_B) from median times, with a bootstrap interval resampling seeds jointly."""
+    arr = np.array([[math.inf if t is None else t for t in col] for col in (base, a, b, ab)], dtype=float)
+
+    def stat(idx: np.ndarray) -> float | None:
+        tb, ta, tb2, tab = (float(np.median(row[idx])) for row in arr)
+        if not all(math.isfinite(v) and v > 0 for v in (tb, ta, tb2, tab)):
+            return None
+        return ta * tb2 / (tab * tb)
+
+    n = arr.shape[1]
+    point = stat(np.arange(n))
+    if point is None or n < 2:
+        return point, None, None
+    rng = np.random.default_rng(0)
+    boots = [v for v in (stat(rng.integers(0, n, n)) for _ in range(N_BOOT)) if v is not None]
+    if not boots:
+        return point, None, None
+    low, high = (float(v) for v in np.percentile(boots, [2.5, 97.5], method="lower"))
+    return point, low, high
+
+
+def single_rows(plan: Plan, outcomes: Outcomes, seeds: list[int]) -> dict[str, dict[str, Any]]:
+    """Speedup and accuracy change of every technique alone against the baseline."""
+    base_t, base_a = _times(outcomes, "baseline", seeds), _accs(outcomes, "baseline", seeds)
+    rows = {}
+    for name in plan.names:
+        sp = speedup(base_t, _times(outcomes, name, seeds))
+        dacc, dlo, dhi = accuracy_change(base_a, _accs(outcomes, name, seeds))
+        error, diverged = _error(outcomes, name, seeds)
+        rows[name] = {"paper": _paper_of(name), "speedup": sp["speedup"], "low": sp["low"], "high": sp["high"],
+                      "verdict": ("diverged" if diverged else "failed") if error else sp["verdict"],
+                      "success_rate": sp["success_rate"], "dacc": dacc, "dacc_low": dlo, "dacc_high": dhi,
+                      "error": error}
+    return rows
+
+
+def _x(v: float | None, digits: int = 2) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _pp(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:+.2f} pp"
+
+
+def pair_row(plan: Plan, outcomes: Outcomes, seeds: list[int], a: str, b: str, why: str | None,
+             singles: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One row of the matrix: static verdict, or measured speedups, interaction and accuracy changes."""
+    row: dict[str, Any] = {k: None for k in PAIR_COLUMNS}
+    row.update(a=a, b=b, recipe=plan.recipe_name, recipe_note=_recipe_note(plan, a, b), seeds=len(seeds))
+    if why:
+        row.update(status="incompatible", verdict="incompatible", reason=f"not run: {why}")
+        return row
+    ab = arm_name((a, b))
+    base_t, base_a = _times(outcomes, "baseline", seeds), _accs(outcomes, "baseline", seeds)
+    sp = speedup(base_t, _times(outcomes, ab, seeds))
+    inter = interaction(base_t, _times(outcomes, a, seeds), _times(outcomes, b, seeds), _times(outcomes, ab, seeds))
+    dacc_ab = accuracy_change(base_a, _accs(outcomes, ab, seeds))[0]
+    da, db = singles[a]["dacc"], singles[b]["dacc"]
+    dsum = None if da is None or db is None else da + db
+    row.update(status="composed", s_a=singles[a]["speedup"], s_a_low=singles[a]["low"], s_a_high=singles[a]["high"],
+               s_b=singles[b]["speedup"], s_b_low=singles[b]["low"], s_b_high=singles[b]["high"],
+               s_ab=sp["speedup"], s_ab_low=sp["low"], s_ab_high=sp["high"], interaction=inter[0],
+               interaction_low=inter[1], interaction_high=inter[2],
+               acc_base=_median([v for v in base_a if v is not None]), dacc_a=da, dacc_b=db, dacc_ab=dacc_ab,
+               dacc_sum=dsum, dacc_excess=None if dsum is None or dacc_ab is None else dacc_ab - dsum,
+               success_ab=sp["success_rate"])
+    row["verdict"], row["reason"] = _verdict(row, outcomes, seeds, ab, base_t, singles)
+    return row
+
+
+def _median(values: list[float]) -> float | None:
+    return float(np.median(values)) if values else None
+
+
+def _verdict(row: dict[str, Any], outcomes: Outcomes, seeds: list[int], ab: str, base_t: list[float | None],
+             singles: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    """The measured verdict of a composing pair and its reason in words."""
+    a, b = row["a"], row["b"]
+    error, diverged = _error(outcomes, ab, seeds)
+    if error:
+        return ("diverged" if diverged else "failed"), f"{a} with {b}, {error}"
+    n = len(seeds)
+    reached = sum(t is not None for t in _times(outcomes, ab, seeds))
+    if sum(t is not None for t in base_t) * 2 <= n:
+        return "not measurable", f"the baseline reached the target in only {sum(t is not None for t in base_t)} of {n} seeds"
+    if row["s_ab"] is None or row["s_ab"] == 0:
+        return "missed target", f"{a} with {b} reached the target in {reached} of {n} seeds within the budget"
+    for x in (a, b):
+        if singles[x]["error"] or not singles[x]["speedup"]:
+            return "not measurable", (f"{x} alone {'failed' if singles[x]['error'] else 'missed the target'}"
+                                      f", so S_{x} and the interaction are undefined (the pair: S_AB = {_x(row['s_ab'])})")
+    i, lo, hi = row["interaction"], row["interaction_low"], row["interaction_high"]
+    acc = (f"; accuracy change {_pp(row['dacc_ab'])} for the pair against {_pp(row['dacc_sum'])} summed over the "
+           f"singles ({_pp(row['dacc_excess'])} excess)")
+    nums = (f"S_AB = {_x(row['s_ab'])} against S_A * S_B = {_x(row['s_a'])} * {_x(row['s_b'])} = "
+            f"{_x(row['s_a'] * row['s_b'])}: interaction {_x(i)}")
+    if lo is None:
+        verdict = "stacks" if abs(i - 1) <= STACK_BAND else "synergy" if i > 1 else "overlap"
+        return verdict, f"{nums} (one seed, no interval: within 1 +- {STACK_BAND:.0%} reads 'stacks'){acc}"
+    verdict = "synergy" if lo > 1 else "overlap" if hi < 1 else "stacks"
+    meaning = {"synergy": "the interval lies above 1: the pair gains more than the product of the singles",
+               "overlap": "the interval lies below 1: the pair gains less than the product of the singles",
+               "stacks": "the interval contains 1: the speedups multiply within the seeds' spread"}[verdict]
+    return verdict, f"{nums} [{_x(lo)}, {_x(hi)}]; {meaning}{acc}"
+
+
+# ---------------------------------------------------------------- outputs
+
+def summarise(plan: Plan, outcomes: Outcomes, seeds: list[int], meta: dict[str, Any]) -> dict[str, Any]:
+    """The whole matrix as one JSON-ready dict (schema in harness/report.py's combinability page)."""
+    from harness.techniques import get_technique
+
+    singles = single_rows(plan, outcomes, seeds)
+    pairs = [pair_row(plan, outcomes, seeds, a, b, why, singles) for a, b, why in plan.pairs]
+    recipe = plan.recipe
+    return {
+        "scale": plan.scale, "recipe": plan.recipe_name, "recipe_description": recipe.description,
+        "budget": f"{recipe.budget.describe()}; batch {recipe.batch_size}", "overrides": list(plan.overrides),
+        "target": {"metric": recipe.target.metric, "value": recipe.target.value, "mode": recipe.target.mode},
+        "seeds": list(seeds), "techniques": list(plan.names),
+        "composition_order": [c.name for c in sorted(map(get_technique, plan.names), key=lambda c: (c.order, c.name))],
+        "recipe_rule": recipe_rule(plan), **meta,
+        "runs": {"run": sum(not o["reused"] for o in outcomes.values()),
+                 "reused": sum(bool(o["reused"]) for o in outcomes.values()),
+                 "failed": sum(bool(o["error"]) for o in outcomes.values())},
+        "baseline": {"time_to_target_s": _times(outcomes, "baseline", seeds),
+                     "test_acc": _accs(outcomes, "baseline", seeds)},
+        "singles": singles, "pairs": pairs,
+    }
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def to_csv(summary: dict[str, Any]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=PAIR_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in summary["pairs"]:
+        writer.writerow({k: ("" if row[k] is None else f"{row[k]:.6g}" if isinstance(row[k], float) else row[k])
+                         for k in PAIR_COLUMNS})
+    return buf.getvalue().encode()
+
+
+def heatmap_png(summary: dict[str, Any]) -> bytes:
+    """Techniques by techniques: single speedups on the diagonal, interactions off it, verdict words elsewhere."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure
+
+    names = summary["techniques"]
+    n = len(names)
+    grid = np.full((n, n), np.nan)
+    labels = [["" for _ in names] for _ in names]
+    for i, name in enumerate(names):
+        s = summary["singles"][name]
+        grid[i, i] = s["speedup"] if s["speedup"] else np.nan
+        labels[i][i] = f"S={s['speedup']:.2f}" if s["speedup"] else s["verdict"].replace(" ", "\n")
+    short = {"incompatible": "x", "missed target": "missed", "not measurable": "n/m", "diverged": "NaN",
+             "failed": "failed"}
+    for p in summary["pairs"]:
+        i, j = names.index(p["a"]), names.index(p["b"])
+        for r, c in ((i, j), (j, i)):
+            if p["interaction"] is not None and p["verdict"] in ("stacks", "synergy", "overlap"):
+                grid[r, c] = p["interaction"]
+                labels[r][c] = f"{p['interaction']:.2f}" + ("*" if p["verdict"] != "stacks" else "")
+            else:
+                labels[r][c] = short.get(p["verdict"], p["verdict"])
+    fig = Figure(figsize=(1.0 * n + 3.2, 0.8 * n + 2.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(111)
+    ax.set_facecolor("#e6e6e6")
+    im = ax.imshow(np.ma.masked_invalid(grid), cmap="RdBu", norm=LogNorm(vmin=0.5, vmax=2.0))
+    for r in range(n):
+        for c in range(n):
+            ax.text(c, r, labels[r][c], ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(n), names, rotation=40, ha="right", fontsize=8)
+    ax.set_yticks(range(n), names, fontsize=8)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="speedup (diagonal) / interaction (pairs)")
+    ax.set_title(f"Combinability on {summary['recipe']} ({summary['scale']}, {len(summary['seeds'])} seed(s))\n"
+                 "diagonal: S alone; off: S_AB/(S_A*S_B), * interval excludes 1; x: incompatible",
+                 fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return buf.getvalue()
+
+
+def write_outputs(summary: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """combinability.csv, .json and .png under out_dir, each atomically; returns their paths."""
+    out_dir = Path(out_dir)
+    files = {"combinability.json": json.dumps(summary, indent=1, default=float, allow_nan=False).encode(),
+             "combinability.csv": to_csv(summary), "combinability.png": heatmap_png(summary)}
+    paths = []
+    for name, data in files.items():  # all rendered before the first is written
+        _atomic_write(out_dir / name, data)
+        paths.append(out_dir / name)
+    return paths

@@ -1,0 +1,220 @@
+"""The combinability matrix: static verdicts, the interaction arithmetic, executors and reuse."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from harness import combinability as comb
+from harness import matrix
+from harness import techniques as tech
+from harness.cli import main
+from harness.techniques import Technique
+
+SMOKE = ["target.value=0.15"]  # synthetic smoke data: a target one epoch reaches on most seeds
+
+
+# ---------------------------------------------------------------- the plan and its static verdicts
+
+def test_every_registered_pair_gets_a_static_verdict_and_only_composing_pairs_get_an_arm():
+    plan = matrix.make_plan("mnist_cnn", "smoke")
+    names = list(tech.techniques())
+    assert plan.names == tuple(sorted(names))
+    assert len(plan.pairs) == len(names) * (len(names) - 1) // 2
+    arms = {a.name for a in plan.arms}
+    for a, b, why in plan.pairs:
+        assert (why is None) == (matrix.arm_name((a, b)) in arms)
+        assert why is None or ("cannot be combined" in why or "both" in why)
+    assert ("bf16_autocast", "fp16_loss_scaling") in {(a, b) for a, b, w in plan.pairs if w}
+    assert "teacher" in arms  # distillation needs its reference arm, trained first
+    assert matrix.arm_name(("distillation", "bf16_autocast")) == "bf16_autocast+distillation"  # order 10 < 40
+
+
+def test_bad_plans_are_refused_before_anything_runs():
+    with pytest.raises(ValueError, match="unknown technique"):
+        matrix.make_plan("mnist_cnn", "smoke", names=["no_such_trick"])
+    with pytest.raises(ValueError, match="unknown recipe"):
+        matrix.make_plan("no_such_recipe", "smoke")
+    with pytest.raises(ValueError, match="unknown technique"):
+        matrix.make_plan("mnist_cnn", "smoke", names=["lars"], settings={"crsx": {"sample_ratio": 0.5}})
+    with pytest.raises(ValueError, match="bad parameters"):
+        matrix.make_plan("mnist_cnn", "smoke", names=["crs"], settings={"crs": {"ratio": 0.5}})
+
+
+# ---------------------------------------------------------------- arithmetic against hand-made outcomes
+
+def _outcomes(times: dict[str, list[float | None]], accs: dict[str, list[float]] | None = None,
+              errors: dict[str, str] | None = None):
+    out = {}
+    for arm, ts in times.items():
+        for seed, t in enumerate(ts):
+            err = (errors or {}).get(arm)
+            result = None if err else {"time_to_target_s": t, "final": {"test/acc": (accs or {}).get(arm, [0.9] * 9)[seed]}}
+            out[(arm, seed)] = {"arm": arm, "seed": seed, "result": result, "error": err,
+                                "diverged": bool(err and "nan" in err), "reused": False, "state": None}
+    return out
+
+
+def _plan():
+    return matrix.make_plan("mnist_cnn", "smoke", names=["activation_grad_pruning", "gradient_approximation"])
+
+
+def test_interaction_is_the_ratio_of_median_times_and_its_interval_holds_the_point():
+    base, a, b, ab = [10.0, 11, 9], [5.0, 5.5, 4.5], [8.0, 8.8, 7.2], [3.0, 3.3, 2.7]
+    point, low, high = comb.interaction(base, a, b, ab)
+    assert point == pytest.approx((5 * 8) / (3 * 10))  # S_AB/(S_A*S_B) = (10/3)/((10/5)*(10/8))
+    assert low <= point <= high
+    one = comb.interaction([10.0], [5.0], [8.0], [4.0])
+    assert one == (pytest.approx(1.0), None, None)  # one seed: no interval
+    assert comb.interaction([10.0, 10], [None, None], [8.0, 8], [4.0, 4])[0] is None  # a single never arrives
+
+
+@pytest.mark.parametrize(("ab_times", "verdict"), [
+    ([2.0, 2.1, 1.9, 2.05], "synergy"),   # S_AB 5 against S_A*S_B = 2*1.25 = 2.5
+    ([4.0, 4.2, 3.8, 4.1], "stacks"),     # S_AB 2.5: the product
+    ([8.0, 8.4, 7.6, 8.2], "overlap"),    # S_AB 1.25: no better than B alone
+    ([None, None, 3.0, None], "missed target"),
+])
+def test_measured_verdicts_follow_the_interaction_interval(ab_times, verdict):
+    plan = _plan()
+    a, b = plan.names
+    times = {"baseline": [10.0, 10.5, 9.5, 10.2], a: [5.0, 5.25, 4.75, 5.1], b: [8.0, 8.4, 7.6, 8.16],
+             matrix.arm_name((a, b)): ab_times}
+    accs = {"baseline": [0.90, 0.91, 0.89, 0.90], a: [0.89, 0.90, 0.88, 0.89], b: [0.90, 0.91, 0.89, 0.90],
+            matrix.arm_name((a, b)): [0.87, 0.88, 0.86, 0.87]}
+    outcomes = _outcomes(times, accs)
+    singles = comb.single_rows(plan, outcomes, [0, 1, 2, 3])
+    row = comb.pair_row(plan, outcomes, [0, 1, 2, 3], a, b, None, singles)
+    assert row["verdict"] == verdict, row["reason"]
+    assert row["dacc_a"] == pytest.approx(-0.01) and row["dacc_b"] == pytest.approx(0.0)
+    assert row["dacc_ab"] == pytest.approx(-0.03) and row["dacc_excess"] == pytest.approx(-0.02)
+
+
+def test_failures_become_verdicts_with_reasons():
+    plan = _plan()
+    a, b = plan.names
+    ab = matrix.arm_name((a, b))
+    seeds = [0, 1]
+    base = {"baseline": [10.0, 10.0], a: [5.0, 5.0], b: [8.0, 8.0]}
+    diverged = _outcomes({**base, ab: [1.0, 1.0]}, errors={ab: "validation loss is nan at step 3"})
+    row = comb.pair_row(plan, diverged, seeds, a, b, None, comb.single_rows(plan, diverged, seeds))
+    assert row["verdict"] == "diverged" and "nan" in row["reason"]
+    single_missing = _outcomes({**base, a: [None, None], ab: [4.0, 4.0]})
+    row = comb.pair_row(plan, single_missing, seeds, a, b, None, comb.single_rows(plan, single_missing, seeds))
+    assert row["verdict"] == "not measurable" and f"{a} alone missed the target" in row["reason"]
+    row = comb.pair_row(plan, single_missing, seeds, a, b, "'x' and 'y' cannot be combined: z", {})
+    assert row["verdict"] == "incompatible" and row["s_ab"] is None and "not run" in row["reason"]
+
+
+# ---------------------------------------------------------------- real runs
+
+@pytest.fixture
+def mnist_free_project(project):
+    """A project dir: the smoke recipe trains on synthetic data, so no dataset is needed."""
+    return project
+
+
+def _matrix(args: list[str]) -> int:
+    return main(["matrix", "--scale", "smoke", "--seeds", "2", *sum((["--set", s] for s in SMOKE), []), *args])
+
+
+def test_matrix_runs_writes_its_outputs_and_reuses_mlflow_runs(mnist_free_project, capsys):
+    names = ["activation_grad_pruning", "distillation", "lars"]
+    assert _matrix(["--techniques", *names]) == 0
+    rows = list(csv.DictReader(Path("reports/combinability.csv").read_text().splitlines()))
+    assert [(r["a"], r["b"]) for r in rows] == [(names[0], names[1]), (names[0], names[2]), (names[1], names[2])]
+    assert all(r["verdict"] in ("stacks", "synergy", "overlap", "missed target", "not measurable") for r in rows)
+    summary = json.loads(Path("reports/combinability.json").read_text())
+    total = (1 + 1 + 3 + 3) * 2  # teacher, baseline, three singles, three pairs; two seeds
+    assert summary["runs"] == {"run": total, "reused": 0, "failed": 0}
+    assert Path("reports/combinability.png").read_bytes()[:4] == b"\x89PNG"
+    first = {(p["a"], p["b"]): p["s_ab"] for p in summary["pairs"]}
+    assert _matrix(["--techniques", *names]) == 0
+    again = json.loads(Path("reports/combinability.json").read_text())
+    assert again["runs"] == {"run": 0, "reused": total, "failed": 0}
+    assert {(p["a"], p["b"]): p["s_ab"] for p in again["pairs"]} == first
+    assert "reused from MLflow" in capsys.readouterr().err
+
+
+def test_local_processes_give_the_in_process_results(mnist_free_project):
+    names = ["fixed_point", "gradient_approximation"]
+    plan = matrix.make_plan("mnist_cnn", "smoke", SMOKE, names)
+    inproc = matrix.run_matrix(plan, [0], "inprocess", progress=False)
+    procs = matrix.run_matrix(plan, [0], "processes", workers=2, progress=False)
+    assert inproc.keys() == procs.keys()
+    for key in inproc:
+        assert inproc[key]["result"]["final"] == procs[key]["result"]["final"], key
+        assert inproc[key]["result"]["steps"] == procs[key]["result"]["steps"]
+
+
+class _NaNLoss(Technique):
+    """Test-only: a loss that turns NaN, as a diverging technique's would."""
+
+    name = "nan_loss"
+    touches = frozenset({"loss"})
+
+    def loss(self, pl_module, logits, x, y, base_loss):
+        return base_loss * float("nan")
+
+
+def test_a_diverging_technique_is_a_verdict_not_a_crash(mnist_free_project, monkeypatch):
+    monkeypatch.setattr(tech, "_REGISTRY", dict(tech._REGISTRY))
+    tech.register_technique(_NaNLoss)
+    plan = matrix.make_plan("mnist_cnn", "smoke", SMOKE, ["nan_loss", "lars"])
+    outcomes = matrix.run_matrix(plan, [0], progress=False)
+    summary = comb.summarise(plan, outcomes, [0], {})
+    assert summary["singles"]["nan_loss"]["verdict"] == "diverged"
+    assert summary["pairs"][0]["verdict"] == "diverged" and "nan" in summary["pairs"][0]["reason"]
+
+
+def test_ray_executor_on_a_local_cluster(mnist_free_project):
+    """A Ray cluster started on 127.0.0.1 runs the jobs and gives the in-process results."""
+    ray_bin = Path(sys.executable).with_name("ray")
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    port = "6391"
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay under 108 characters
+    start = [str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"]
+    done = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    try:
+        plan = matrix.make_plan("mnist_cnn", "smoke", SMOKE, ["lars"])
+        ray_out = matrix.run_matrix(plan, [0], "ray", ray_address=f"127.0.0.1:{port}", progress=False)
+        local = matrix.run_matrix(plan, [0], "inprocess", progress=False)
+        assert {k: v["result"]["final"] for k, v in ray_out.items()} == {k: v["result"]["final"] for k, v in local.items()}
+    finally:
+        import ray
+
+        ray.shutdown()
+        subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_cli_errors_are_one_line(mnist_free_project, capsys):
+    assert main(["matrix", "--scale", "smoke", "--executor", "slurm"]) == 2
+    assert main(["matrix", "--scale", "smoke", "--techniques", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "executor 'slurm'" in err[0] and "unknown technique 'nope'" in err[1]
+    assert not Path("reports/combinability.csv").exists()
+
+
+def test_params_drive_the_matrix(mnist_free_project):
+    shutil.copy(Path(__file__).parent.parent / "params.yaml", "params.yaml")
+    text = Path("params.yaml").read_text().replace("scale: cpu\n  seeds: 3", "scale: smoke\n  seeds: 1")
+    text = text.replace("  techniques: []", "  techniques: [fixed_point, lars]")
+    Path("params.yaml").write_text(text)
+    assert main(["matrix", "--params", "params.yaml", "--no-track"]) == 0
+    summary = json.loads(Path("reports/combinability.json").read_text())
+    assert summary["techniques"] == ["fixed_point", "lars"] and summary["seeds"] == [0]
+    assert summary["pairs"][0]["verdict"] != "failed"  # fixed_point ran with params.yaml's setting
+    assert "'mnist_cnn'" in summary["recipe_rule"]
+    assert math.isfinite(summary["baseline"]["test_acc"][0])
