@@ -144,7 +144,7 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise ValueError(f"executor '{args.executor}' is not one of {', '.join(matrix.EXECUTORS)}")
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers {args.workers}: expected a positive number")
-    plan = matrix.make_plan(args.recipe, args.scale, args.set, args.techniques or None, getattr(args, "settings", None))
+    plan = matrix.make_plan(args.recipe, args.scale, args.set, args.techniques or None, args.settings)
     seeds = _seeds(args.seeds)
     _prepare(plan.recipe, seeds, args.data_root)
     print(f"matrix: {len(plan.names)} techniques, {sum(w is None for *_, w in plan.pairs)} pairs to run, "
@@ -271,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "this params.yaml's `combine` section")
     p.add_argument("--out", default="reports", help="where combinability.{csv,json,png} go (default reports)")
     p.add_argument("--no-track", action="store_true", help="do not log to MLflow (and reuse nothing)")
+    p.set_defaults(settings=None)  # technique arguments come only from params.yaml's combine.settings
     p = sub.add_parser("report", help="build reports/index.html from reports/runs")
     p.add_argument("--runs-dir", default=str(RESULTS_DIR))
     p.add_argument("--out", default="reports")

@@ -23,8 +23,6 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ import numpy as np
 
 from harness.matrix import ACC, Plan, arm_name, recipe_rule, _paper_of, _recipe_note
 from harness.measure import bootstrap_interval, speedup
+from harness.report import atomic_write
 
 STACK_BAND = 0.10  # one seed gives no interval: an interaction within 1 +- 10% then reads "stacks"
 N_BOOT = 2000
@@ -211,18 +210,6 @@ def summarise(plan: Plan, outcomes: Outcomes, seeds: list[int], meta: dict[str, 
     }
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def to_csv(summary: dict[str, Any]) -> bytes:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=PAIR_COLUMNS, lineterminator="\n")
@@ -284,6 +271,6 @@ def write_outputs(summary: dict[str, Any], out_dir: str | Path) -> list[Path]:
              "combinability.csv": to_csv(summary), "combinability.png": heatmap_png(summary)}
     paths = []
     for name, data in files.items():  # all rendered before the first is written
-        _atomic_write(out_dir / name, data)
+        atomic_write(out_dir / name, data)
         paths.append(out_dir / name)
     return paths

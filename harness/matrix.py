@@ -333,12 +333,13 @@ def run_matrix(plan: Plan, seeds: list[int], executor: str = "inprocess", worker
     outcomes: dict[tuple[str, int], dict[str, Any]] = {}
     bar = tqdm(total=len(plan.arms) * len(seeds), desc="matrix", unit="run", disable=progress is False or None,
                file=sys.stderr)
-    phases = [[Job(arm=a, seed=s, **common) for s in seeds for a in refs], None]
-    for phase in range(2):
-        jobs = phases[0] if phase == 0 else [
-            Job(arm=a, seed=s, references={r.name: outcomes[(r.name, s)]["state"] for r in refs
-                                           if outcomes[(r.name, s)]["state"] is not None}, **common)
-            for s in seeds for a in rest]
+    for phase in ("references", "rest"):  # the second phase reads the first one's trained weights
+        if phase == "references":
+            jobs = [Job(arm=a, seed=s, **common) for s in seeds for a in refs]
+        else:
+            jobs = [Job(arm=a, seed=s, references={r.name: outcomes[(r.name, s)]["state"] for r in refs
+                                                   if outcomes[(r.name, s)]["state"] is not None}, **common)
+                    for s in seeds for a in rest]
         for out in execute(jobs, executor, workers, ray_address):
             outcomes[(out["arm"], out["seed"])] = out
             bar.update(1)

@@ -144,7 +144,7 @@ def _discover(runs_dir: Path) -> list[dict[str, Any]]:
     return sorted(results, key=lambda r: (r["paper"], SCALE_ORDER.get(r["scale"], 99), variant(r)))
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     """Write via a temp file in the same folder and os.replace, so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -263,7 +263,7 @@ def _render_figure(res: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
-    _atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def _page(title: str, body: str) -> str:
@@ -584,16 +584,16 @@ def build_report(runs_dir: str | Path = "reports/runs", out_dir: str | Path = "r
             name = f"{paper}-{variant(res)}-tta.png"
             _render_figure(res, out_dir / "figures" / name)
             figures.append(f"figures/{quote(name)}")
-        _atomic_write(out_dir / f"{paper}.html", _paper_page(group, figures).encode("utf-8"))
+        atomic_write(out_dir / f"{paper}.html", _paper_page(group, figures).encode("utf-8"))
     overview = tta.rows(results, variant)
-    _atomic_write(out_dir / "tta.csv", tta.to_csv(overview))
+    atomic_write(out_dir / "tta.csv", tta.to_csv(overview))
     if results:
-        _atomic_write(out_dir / "figures" / "pareto.png", tta.pareto_png(overview))
+        atomic_write(out_dir / "figures" / "pareto.png", tta.pareto_png(overview))
     if comb is not None:
         heatmap = (out_dir / "combinability.png").is_file()
-        _atomic_write(out_dir / "combinability.html", _combinability_page(comb, heatmap).encode("utf-8"))
+        atomic_write(out_dir / "combinability.html", _combinability_page(comb, heatmap).encode("utf-8"))
     index = out_dir / "index.html"
-    _atomic_write(index, _index_page(results, runs_dir, comb is not None).encode("utf-8"))
+    atomic_write(index, _index_page(results, runs_dir, comb is not None).encode("utf-8"))
     thesis.build_pdf(results, comb, out_dir)
     return index
 

@@ -117,17 +117,11 @@ def test_failures_become_verdicts_with_reasons():
 
 # ---------------------------------------------------------------- real runs
 
-@pytest.fixture
-def mnist_free_project(project):
-    """A project dir: the smoke recipe trains on synthetic data, so no dataset is needed."""
-    return project
-
-
 def _matrix(args: list[str]) -> int:
     return main(["matrix", "--scale", "smoke", "--seeds", "2", *sum((["--set", s] for s in SMOKE), []), *args])
 
 
-def test_matrix_runs_writes_its_outputs_and_reuses_mlflow_runs(mnist_free_project, capsys):
+def test_matrix_runs_writes_its_outputs_and_reuses_mlflow_runs(project, capsys):
     names = ["activation_grad_pruning", "distillation", "lars"]
     assert _matrix(["--techniques", *names]) == 0
     rows = list(csv.DictReader(Path("reports/combinability.csv").read_text().splitlines()))
@@ -145,7 +139,7 @@ def test_matrix_runs_writes_its_outputs_and_reuses_mlflow_runs(mnist_free_projec
     assert "reused from MLflow" in capsys.readouterr().err
 
 
-def test_local_processes_give_the_in_process_results(mnist_free_project):
+def test_local_processes_give_the_in_process_results(project):
     names = ["fixed_point", "gradient_approximation"]
     plan = matrix.make_plan("mnist_cnn", "smoke", SMOKE, names)
     inproc = matrix.run_matrix(plan, [0], "inprocess", progress=False)
@@ -166,7 +160,7 @@ class _NaNLoss(Technique):
         return base_loss * float("nan")
 
 
-def test_a_diverging_technique_is_a_verdict_not_a_crash(mnist_free_project, monkeypatch):
+def test_a_diverging_technique_is_a_verdict_not_a_crash(project, monkeypatch):
     monkeypatch.setattr(tech, "_REGISTRY", dict(tech._REGISTRY))
     tech.register_technique(_NaNLoss)
     plan = matrix.make_plan("mnist_cnn", "smoke", SMOKE, ["nan_loss", "lars"])
@@ -176,7 +170,7 @@ def test_a_diverging_technique_is_a_verdict_not_a_crash(mnist_free_project, monk
     assert summary["pairs"][0]["verdict"] == "diverged" and "nan" in summary["pairs"][0]["reason"]
 
 
-def test_ray_executor_on_a_local_cluster(mnist_free_project):
+def test_ray_executor_on_a_local_cluster(project):
     """A Ray cluster started on 127.0.0.1 runs the jobs and gives the in-process results."""
     ray_bin = Path(sys.executable).with_name("ray")
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -199,7 +193,7 @@ def test_ray_executor_on_a_local_cluster(mnist_free_project):
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_cli_errors_are_one_line(mnist_free_project, capsys):
+def test_cli_errors_are_one_line(project, capsys):
     assert main(["matrix", "--scale", "smoke", "--executor", "slurm"]) == 2
     assert main(["matrix", "--scale", "smoke", "--techniques", "nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -207,7 +201,7 @@ def test_cli_errors_are_one_line(mnist_free_project, capsys):
     assert not Path("reports/combinability.csv").exists()
 
 
-def test_params_drive_the_matrix(mnist_free_project):
+def test_params_drive_the_matrix(project):
     shutil.copy(Path(__file__).parent.parent / "params.yaml", "params.yaml")
     text = Path("params.yaml").read_text().replace("scale: cpu\n  seeds: 3", "scale: smoke\n  seeds: 1")
     text = text.replace("  techniques: []", "  techniques: [fixed_point, lars]")
