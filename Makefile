@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup data report clean-venv
+.PHONY: demo test setup data report clean-venv system-test system-demo lint
 
 setup: $(STAMP)
 
@@ -20,15 +20,26 @@ $(STAMP): requirements.lock pyproject.toml
 data: $(STAMP)
 	$(BIN)/dvc pull -q
 
-demo: data
+# Debian packages: chromium for the end-to-end report test, g++ and ninja-build for the C++ kernels.
+# As root they are installed with apt-get; otherwise one line names them and make stops (exit 2).
+system-test:
+	.ci/system-deps test
+
+system-demo:
+	.ci/system-deps demo
+
+demo: system-demo data
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@echo "report: $(CURDIR)/reports/index.html"
 
 report: $(STAMP)
 	$(BIN)/effitrain report
 
-test: data
+test: system-test data
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,8 +1,14 @@
-"""Models shared by the recipes. Each factory takes (input_shape, num_classes)."""
+"""Models shared by the recipes. Each factory takes (input_shape, num_classes).
+
+Factories are frozen dataclasses, not closures, so a recipe pickles as it is and can go to a
+worker process or a Ray worker; equal arguments give equal factories.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -29,13 +35,16 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
-def mlp(hidden: tuple[int, ...], dropout: float = 0.0, input_dropout: float = 0.0):
+@dataclass(frozen=True)
+class mlp:  # noqa: N801  (a factory, named like the function it replaces)
     """Factory for `MLP` with the given hidden widths."""
 
-    def build(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-        return MLP(math.prod(input_shape), hidden, num_classes, dropout, input_dropout)
+    hidden: tuple[int, ...]
+    dropout: float = 0.0
+    input_dropout: float = 0.0
 
-    return build
+    def __call__(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        return MLP(math.prod(input_shape), tuple(self.hidden), num_classes, self.dropout, self.input_dropout)
 
 
 class SmallCNN(nn.Module):
@@ -58,11 +67,16 @@ class SmallCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-def small_cnn(widths=(32, 64), hidden: int = 1024, norm: bool = False):
-    def build(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-        return SmallCNN(input_shape[0], input_shape[-1], num_classes, widths, hidden, norm)
+@dataclass(frozen=True)
+class small_cnn:  # noqa: N801
+    """Factory for `SmallCNN`: conv widths, hidden FC width, BatchNorm after each conv or not."""
 
-    return build
+    widths: tuple[int, int] = (32, 64)
+    hidden: int = 1024
+    norm: bool = False
+
+    def __call__(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        return SmallCNN(input_shape[0], input_shape[-1], num_classes, self.widths, self.hidden, self.norm)
 
 
 class _Block(nn.Module):
@@ -103,9 +117,25 @@ class ResNetCifar(nn.Module):
         return self.head(self.blocks(self.stem(x)))
 
 
-def resnet_cifar(depth: int = 20, width: int = 16):
-    def build(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-        return ResNetCifar(depth, num_classes, input_shape[0], width)
+@dataclass(frozen=True)
+class resnet_cifar:  # noqa: N801
+    """Factory for `ResNetCifar` of the given depth (6n+2) and first-stage width."""
 
-    return build
+    depth: int = 20
+    width: int = 16
+
+    def __call__(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        return ResNetCifar(self.depth, num_classes, input_shape[0], self.width)
+
+
+@dataclass(frozen=True)
+class torchvision_model:  # noqa: N801
+    """Factory for a torchvision ImageNet architecture by name (resnet50, alexnet, ...), imported when built."""
+
+    arch: str
+
+    def __call__(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        import torchvision
+
+        return getattr(torchvision.models, self.arch)(num_classes=num_classes)
 

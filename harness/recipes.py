@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from harness.measure import Budget, Target
+from harness.registry import Registry
 
 SCALES = ("smoke", "cpu", "paper")
 
@@ -155,31 +156,21 @@ def _merge(overrides: dict[str, Any], path: list[str], value: Any, text: str) ->
 
 # ---------------------------------------------------------------- registry
 
-_RECIPES: dict[str, Callable[[str], Recipe]] = {}
+RECIPES: Registry[Callable[[str], Recipe]] = Registry("recipe")
 
 
 def register_recipe(name: str) -> Callable[[Callable[[str], Recipe]], Callable[[str], Recipe]]:
     """Decorator for a base recipe factory `(scale) -> Recipe`; refuses duplicates."""
-
-    def wrap(fn: Callable[[str], Recipe]) -> Callable[[str], Recipe]:
-        if name in _RECIPES:
-            raise ValueError(f"recipe '{name}' is already registered")
-        _RECIPES[name] = fn
-        return fn
-
-    return wrap
+    return RECIPES.register(name)
 
 
 def recipes() -> dict[str, Callable[[str], Recipe]]:
-    import reproductions  # noqa: F401  (registers the base recipes)
-
-    return dict(sorted(_RECIPES.items()))
+    """Every registered base recipe: the shared ones in harness/zoo.py and those of plug-ins."""
+    return RECIPES.all()
 
 
 def get_recipe(name: str, scale: str) -> Recipe:
-    known = recipes()
-    if name not in known:
-        raise ValueError(f"unknown recipe '{name}'; expected one of: {', '.join(known)}")
+    factory = RECIPES.get(name)  # an unknown name raises, listing the known ones
     if scale not in SCALES:
         raise ValueError(f"scale '{scale}' is not one of {', '.join(SCALES)}")
-    return known[name](scale)
+    return factory(scale)

@@ -5,22 +5,20 @@ it touches, which techniques it cannot stack with and where it sits in the
 composition order. The functional form (plain torch) lives beside the hook class
 in each reproduction module, as Composer's algorithms do.
 
-Techniques register with `@register_technique`; a duplicate name is refused. A
-separate package adds techniques through the entry-point group
-`effitrain.techniques`: each entry point names a module (or a callable) whose
-import registers them.
+Techniques register with `@register_technique`; a duplicate name is refused. The
+built-in papers and third-party packages alike reach the registry through the
+entry-point group `effitrain.plugins` (harness/registry.py): harness never
+imports the modules that define techniques.
 """
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 
 from harness.cards import PaperCard
-
-ENTRY_POINT_GROUP = "effitrain.techniques"
+from harness.registry import Registry
 
 TOUCHES = frozenset(
     {"data", "loss", "params", "optimizer", "schedule", "precision", "gradients", "architecture", "eval"}
@@ -72,49 +70,26 @@ class Technique(pl.Callback):
         return 1.0
 
 
-_REGISTRY: dict[str, type[Technique]] = {}
+TECHNIQUES: Registry[type[Technique]] = Registry("technique")
 
 
 def register_technique(cls: type[Technique]) -> type[Technique]:
     """Class decorator: add a technique to the registry, refusing duplicates."""
     if not cls.name:
         raise ValueError(f"technique class {cls.__name__} has no name")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"technique '{cls.name}' is already registered by {_REGISTRY[cls.name].__module__}")
     unknown = set(cls.touches) - TOUCHES
     if unknown:
         raise ValueError(f"technique '{cls.name}' touches unknown parts {sorted(unknown)}; expected some of {sorted(TOUCHES)}")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-_plugins_loaded = False
-
-
-def _load_entry_points() -> None:
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        obj = ep.load()  # importing the module registers its techniques
-        if isinstance(obj, type) and issubclass(obj, Technique):
-            register_technique(obj)
+    return TECHNIQUES.add(cls.name, cls)
 
 
 def techniques() -> dict[str, type[Technique]]:
-    """All registered techniques, built-in and from entry points, by name."""
-    import reproductions  # noqa: F401  (imports every module, which registers)
-
-    _load_entry_points()
-    return dict(sorted(_REGISTRY.items()))
+    """All registered techniques, built-in and from plug-ins, by name."""
+    return TECHNIQUES.all()
 
 
 def get_technique(name: str) -> type[Technique]:
-    known = techniques()
-    if name not in known:
-        raise ValueError(f"unknown technique '{name}'; expected one of: {', '.join(known)}")
-    return known[name]
+    return TECHNIQUES.get(name)
 
 
 def conflict_reason(a: type[Technique], b: type[Technique]) -> str | None:

@@ -1,19 +1,17 @@
-"""One module per surveyed paper: card, functional form, technique(s), recipe().
+"""The built-in papers: one module per surveyed paper (card, functional form, technique(s), recipe()).
 
-Every module is imported here explicitly, which registers its techniques and
-base recipes. `PAPERS` maps a paper id to its module.
+This package is a plug-in like any third-party one: the distribution's entry point
+`builtin = "reproductions"` (group `effitrain.plugins`) imports it when a registry is first read.
+Importing it imports every module here, which registers the module's techniques; each module
+that defines CARD and recipe() is registered as a paper. Adding a paper is adding its module
+(and its line in params.yaml's paper list, which tests/test_contracts.py keeps in step).
 """
 
-from reproductions import (
-    adelman2018_approximate_tensor_ops,
-    gupta2015_fixed_point,
-    hinton2015_distillation,
-    jia2018_large_batch,
-    micikevicius2018_mixed_precision,
-    wang2019_gradient_approximation,
-    ye2019_sparse_activation_gradients,
-)
+import importlib
+import pkgutil
 
-PAPERS = {m.CARD.id: m for m in (hinton2015_distillation, micikevicius2018_mixed_precision, gupta2015_fixed_point,
-                                 ye2019_sparse_activation_gradients, wang2019_gradient_approximation,
-                                 adelman2018_approximate_tensor_ops, jia2018_large_batch)}
+from harness.papers import register_paper
+
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if not _info.name.startswith("_"):
+        register_paper(importlib.import_module(f"{__name__}.{_info.name}"))

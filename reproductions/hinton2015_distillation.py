@@ -14,14 +14,16 @@ is not on the distilled student's clock.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 
 from harness.cards import Claim, PaperCard
-from harness.measure import Budget, Target
 from harness.models import mlp
-from harness.recipes import Arm, Recipe, register_recipe
+from harness.recipes import Arm, Recipe
 from harness.techniques import Technique, register_technique
+from harness.zoo import mnist_mlp
 
 CARD = PaperCard(
     id="hinton2015_distillation",
@@ -110,22 +112,7 @@ class Distillation(Technique):
 
 # Epochs per scale: (teacher, student). cpu: full MNIST (55k train, 5k validation); measured on the
 # 2-core machine at about 16 s per teacher epoch and 5 s (hard) / 8 s (distilled) per student epoch.
-_EPOCHS = {"smoke": (1, 1), "cpu": (20, 12), "paper": (100, 60)}
-
-
-@register_recipe("mnist_mlp")
-def mnist_mlp(scale: str) -> Recipe:
-    """The 784-800-800-10 student on MNIST: SGD momentum 0.9, cosine, batch 128."""
-    smoke = scale == "smoke"
-    return Recipe(
-        name="mnist_mlp", scale=scale, dataset="synthetic" if smoke else "mnist",
-        model=mlp((64, 64)) if smoke else mlp((800, 800)),
-        budget=Budget(epochs=_EPOCHS[scale][1]), target=Target("val/acc", 0.5 if smoke else 0.98),
-        optim={"name": "sgd", "lr": 0.05, "momentum": 0.9}, schedule="cosine",
-        batch_size=32 if smoke else 128, eval_every_n_steps=4 if smoke else 100,
-        n_val=64 if smoke else 5000, flatten=True,
-        description="synthetic 28x28, MLP 64-64" if smoke else "MNIST 55k/5k, MLP 800-800",
-    )
+_EPOCHS = {"smoke": (1, 1), "cpu": (20, 12), "paper": (100, 60)}  # the student's are harness.zoo's mnist_mlp
 
 
 def recipe(scale: str) -> Recipe:
@@ -139,5 +126,5 @@ def recipe(scale: str) -> Recipe:
         Arm("distilled", techniques=("distillation",), description="the student on the teacher's T = 20 softmax",
             technique_kwargs={"distillation": {"temperature": 20.0, "hard_weight": 0.1}}),
     )
-    return Recipe(**{**base.__dict__, "arms": arms, "baseline_arm": "hard_student", "paper": CARD.id,
-                     "description": base.description + ", teacher MLP 1200-1200"})
+    return replace(base, arms=arms, baseline_arm="hard_student", paper=CARD.id,
+                   description=base.description + ", teacher MLP 1200-1200")

@@ -16,16 +16,16 @@ reach of one machine. Arms, all at the same number of epochs (samples):
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from harness.cards import Claim, PaperCard
 from harness.measure import Budget, Target
-from harness.models import small_cnn
+from harness.models import small_cnn, torchvision_model
 from harness.recipes import Arm, Recipe
 from harness.techniques import Technique, register_technique
-from reproductions import micikevicius2018_mixed_precision as _precision  # noqa: F401  (registers bf16_autocast)
 
 CARD = PaperCard(
     id="jia2018_large_batch",
@@ -184,17 +184,6 @@ class Lars(Technique):
 
 # ---------------------------------------------------------------- recipe
 
-def _torchvision(arch: str):
-    """A torchvision ImageNet model factory (resnet50, alexnet), imported when built."""
-
-    def build(input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
-        import torchvision
-
-        return getattr(torchvision.models, arch)(num_classes=num_classes)
-
-    return build
-
-
 # Per scale. Batches: small / large. lr: small-batch SGD lr (large SGD scales it linearly), LARS global lr.
 # smoke: synthetic, micro-batches of 16 exercise accumulation. cpu: MNIST; wd 5e-4, 1 warm-up epoch and
 # the LARS lr 10 (lightly tuned on seed 0, see the card notes) are ours.
@@ -217,7 +206,7 @@ def _base(scale: str) -> Recipe:
                           target=Target("val/acc", 0.5), description="synthetic 28x28, BN-CNN 8-16"),
             "cpu": dict(dataset="mnist", model=small_cnn((8, 16), 64, norm=True), n_val=5000,
                         target=Target("val/acc", 0.97), description="MNIST 55k/5k, BN-CNN conv8-conv16-FC64"),
-            "paper": dict(dataset="imagenet", model=_torchvision("resnet50"), n_val=10000, flip=True,
+            "paper": dict(dataset="imagenet", model=torchvision_model("resnet50"), n_val=10000, flip=True,
                           target=Target("val/acc", 0.75), description="ImageNet, ResNet-50")}[scale]
     return Recipe(name="jia2018_large_batch", scale=scale, budget=Budget(epochs=s["epochs"]),
                   optim={"name": "sgd", "lr": s["lr"], "momentum": 0.9, "weight_decay": s["wd"],
@@ -250,6 +239,6 @@ def recipe(scale: str) -> Recipe:
     if scale == "paper":  # AlexNet, 95 epochs (abstract); a reference arm: no speedup against ResNet-50
         arms.append(Arm("alexnet_lars_bf16", techniques=("lars", "bf16_autocast"), reference=True,
                         description="AlexNet, LARS + bf16, 95 epochs",
-                        overrides=_large(scale, s["lars_lr"], model=_torchvision("alexnet"), budget={"epochs": 95})))
+                        overrides=_large(scale, s["lars_lr"], model=torchvision_model("alexnet"), budget={"epochs": 95})))
     base = _base(scale)
-    return Recipe(**{**base.__dict__, "arms": tuple(arms)})
+    return replace(base, arms=tuple(arms))

@@ -16,15 +16,15 @@ honest expected result is "slower": the report says so when it is.
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 import torch
 from lightning.pytorch.plugins.precision import MixedPrecision
 
 from harness.cards import Claim, PaperCard
-from harness.measure import Budget, Target
-from harness.models import small_cnn
-from harness.recipes import Arm, Recipe, register_recipe
+from harness.recipes import Arm, Recipe
 from harness.techniques import Technique, register_technique
+from harness.zoo import mnist_cnn
 
 CARD = PaperCard(
     id="micikevicius2018_mixed_precision",
@@ -131,23 +131,6 @@ class Fp16LossScaling(Technique):
 
 # ---------------------------------------------------------------- recipe
 
-_EPOCHS = {"smoke": 1, "cpu": 4, "paper": 90}
-
-
-@register_recipe("mnist_cnn")
-def mnist_cnn(scale: str) -> Recipe:
-    """A small MNIST CNN (conv16-conv32, 5x5, FC 128): SGD momentum 0.9, cosine, batch 128."""
-    smoke = scale == "smoke"
-    return Recipe(
-        name="mnist_cnn", scale=scale, dataset="synthetic" if smoke else "mnist",
-        model=small_cnn((8, 16), 32) if smoke else small_cnn((16, 32), 128),
-        budget=Budget(epochs=_EPOCHS[scale]), target=Target("val/acc", 0.5 if smoke else 0.985),
-        optim={"name": "sgd", "lr": 0.05, "momentum": 0.9}, schedule="cosine",
-        batch_size=32 if smoke else 128, eval_every_n_steps=4 if smoke else 100, n_val=64 if smoke else 5000,
-        description="synthetic 28x28, CNN 8-16" if smoke else "MNIST 55k/5k, CNN conv16-conv32-FC128",
-    )
-
-
 def recipe(scale: str) -> Recipe:
     base = mnist_cnn(scale)
     arms = [Arm("fp32", description="fp32 throughout"),
@@ -157,4 +140,4 @@ def recipe(scale: str) -> Recipe:
     if fp16_supported(_device()) and (scale == "smoke" or _device() == "cuda"):
         arms.append(Arm("fp16", techniques=("fp16_loss_scaling",),
                         description="fp16 autocast, fp32 master weights, dynamic loss scaling"))
-    return Recipe(**{**base.__dict__, "arms": tuple(arms), "baseline_arm": "fp32", "paper": CARD.id})
+    return replace(base, arms=tuple(arms), baseline_arm="fp32", paper=CARD.id)

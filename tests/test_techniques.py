@@ -1,33 +1,74 @@
-"""The technique registry, composition rules and every technique's 2-step smoke run."""
+"""The technique registry, composition rules, and every technique and pair on its canonical setting."""
 
 from __future__ import annotations
 
+import sys
 from importlib.metadata import EntryPoint
 
 import pytest
 import torch
 
+from harness import registry
 from harness import techniques as tech
 from harness.measure import Budget
+from harness.models import mlp, small_cnn
 from harness.recipes import Arm
-from harness.runner import Runner
+from harness.runner import RunContext, Runner, arm_order
 from reproductions.hinton2015_distillation import distillation_loss
 from tests.conftest import tiny_recipe
 
 
-def _arms_for(cls: type[tech.Technique]) -> list[Arm]:
-    refs = [Arm(name, reference=True) for name in cls.needs_arms]
-    return refs + [Arm("baseline"), Arm("with", techniques=(cls.name,))]
+# One canonical setting per technique (Composer's tests/algorithms/algorithm_settings.py habit): a model on
+# which the technique has something to act on, and its arguments. A technique missing here fails the
+# contract test, so a new one must say where it acts.
+CONV = small_cnn((4, 8), 16)  # conv-only techniques need convolutions to act on
+MLP = mlp((32,))
+CANONICAL: dict[str, tuple[object, dict]] = {
+    "activation_grad_pruning": (CONV, {"rate": 0.9}),
+    "bf16_autocast": (CONV, {}),
+    "crs": (CONV, {"sample_ratio": 0.5, "minimal_k": 1, "layers": "conv"}),
+    "distillation": (MLP, {}),
+    "fixed_point": (MLP, {"il": 4, "fl": 8, "rounding": "stochastic"}),
+    "fp16_loss_scaling": (CONV, {}),
+    "gradient_approximation": (CONV, {"method": "spatial", "spatial_stride": 2}),
+    "lars": (CONV, {}),
+}
+
+
+def _canonical_recipe(names: tuple[str, ...], steps: int = 2):
+    classes = [tech.get_technique(n) for n in names]
+    model = CONV if any(CANONICAL[n][0] is CONV for n in names) else MLP
+    refs = [Arm(r, reference=True) for r in dict.fromkeys(r for c in classes for r in c.needs_arms)]
+    kwargs = {n: CANONICAL[n][1] for n in names if CANONICAL[n][1]}
+    arms = [*refs, Arm("baseline"), Arm("with", techniques=names, technique_kwargs=kwargs)]
+    return tiny_recipe(arms=arms, budget=Budget(steps=steps), model=model, flatten=model is MLP)
+
+
+def _train_arms(recipe) -> dict[str, tuple[dict, torch.nn.Module]]:
+    """Every arm of one seed, reference arms first, as (result row, trained model)."""
+    runner, context, out = Runner(progress=False), None, {}
+    for arm in arm_order(recipe):
+        result, model = runner.run_one(recipe, arm, 0, context)
+        if context is None:
+            context = RunContext(0, runner.loaders(recipe, 0)[0])
+        context.models[arm.name] = model
+        out[arm.name] = (result.row(), model)
+    return out
+
+
+def test_every_technique_has_a_canonical_setting():
+    assert set(CANONICAL) >= set(tech.techniques()), "add the new technique to CANONICAL with a model it acts on"
 
 
 @pytest.mark.parametrize("name", list(tech.techniques()))
-def test_every_technique_trains_two_steps_on_synthetic_data(name):
-    cls = tech.get_technique(name)
-    recipe = tiny_recipe(arms=_arms_for(cls), budget=Budget(steps=2))
-    table = Runner(progress=False).run(recipe, seeds=[0])
-    run = table["arms"]["with"]["runs"][0]
-    assert run["steps"] == 2
-    assert torch.isfinite(torch.tensor(run["final"]["test/loss"]))
+def test_every_technique_trains_and_acts_on_its_canonical_setting(name):
+    """Two steps on a model it can act on, and the weights end up different from the baseline's."""
+    runs = _train_arms(_canonical_recipe((name,)))
+    (row, model), (_, base) = runs["with"], runs["baseline"]
+    assert row["steps"] == 2
+    assert torch.isfinite(torch.tensor(row["final"]["test/loss"]))
+    moved = max((p - q).abs().max().item() for p, q in zip(model.parameters(), base.parameters()))
+    assert moved > 0, f"{name} left every weight exactly where the baseline put it: it did not act"
 
 
 def test_registry_refuses_duplicates_and_unknown_parts():
@@ -61,12 +102,19 @@ class PluginTechnique(tech.Technique):
     touches = frozenset({"eval"})
 
 
-def test_entry_point_group_adds_techniques(monkeypatch):
-    ep = EntryPoint(name="plugin_noop", value="tests.test_techniques:PluginTechnique", group=tech.ENTRY_POINT_GROUP)
-    monkeypatch.setattr(tech, "entry_points", lambda group: [ep] if group == tech.ENTRY_POINT_GROUP else [])
-    monkeypatch.setattr(tech, "_plugins_loaded", False)
-    monkeypatch.setattr(tech, "_REGISTRY", dict(tech._REGISTRY))
-    assert tech.get_technique("plugin_noop") is PluginTechnique
+def _register_plugin() -> None:
+    tech.register_technique(PluginTechnique)
+
+
+@pytest.mark.parametrize("value", ["tests.test_techniques:_register_plugin", "tests.plugin_module"])
+def test_entry_point_group_adds_techniques(monkeypatch, value):
+    """A plug-in's entry point, a callable or a module whose import registers, reaches the registry."""
+    ep = EntryPoint(name="plugin", value=value, group="effitrain.plugins")
+    monkeypatch.setattr(registry, "entry_points", lambda group: [ep] if group == "effitrain.plugins" else [])
+    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(tech.TECHNIQUES, "_items", dict(tech.TECHNIQUES._items))
+    monkeypatch.delitem(sys.modules, "tests.plugin_module", raising=False)
+    assert tech.get_technique("plugin_noop").name == "plugin_noop"
 
 
 def test_distillation_loss_matches_its_definition():
@@ -102,7 +150,7 @@ class LrProbe(tech.Technique):
 
 
 def test_schedule_steps_once_per_batch(monkeypatch):
-    monkeypatch.setattr(tech, "_REGISTRY", dict(tech._REGISTRY))
+    monkeypatch.setattr(tech.TECHNIQUES, "_items", dict(tech.TECHNIQUES._items))
     tech.register_technique(LrProbe)
     LrProbe.seen = []
     recipe = tiny_recipe(arms=[Arm("baseline", techniques=("lr_probe",))], budget=Budget(steps=4), schedule="cosine")
@@ -127,8 +175,6 @@ def test_every_pair_composes_or_is_declared_incompatible_in_words(a, b):
         with pytest.raises(ValueError, match="cannot be combined"):
             tech.compose([a, b])
         return
-    refs = [Arm(n, reference=True) for n in dict.fromkeys(ca.needs_arms + cb.needs_arms)]
-    recipe = tiny_recipe(arms=[*refs, Arm("baseline"), Arm("pair", techniques=(a, b))], budget=Budget(steps=2))
-    run = Runner(progress=False).run(recipe, seeds=[0])["arms"]["pair"]["runs"][0]
+    run = Runner(progress=False).run(_canonical_recipe((a, b)), seeds=[0])["arms"]["with"]["runs"][0]
     assert run["steps"] == 2
     assert torch.isfinite(torch.tensor(run["final"]["test/loss"]))
