@@ -64,4 +64,5 @@ class PaperCard:
             "summary": self.summary,
             "notes": self.notes,
             "family": self.family,
+            "bibtex": self.bibtex,  # the PDF's bibliography, so the report needs no paper modules
         }

@@ -1,19 +1,28 @@
-"""The `effitrain` command line. Every command goes through the Runner.
+"""The `effitrain` command line: parse, then call harness.experiments (reproduce, run, matrix) or the report.
 
-Bad input (unknown paper, technique, recipe or dataset; bad scale; conflicting
-techniques; a budget that makes no sense) prints one line on stderr and exits
-with code 2 before any run starts or any file is written.
+Bad input (unknown paper, technique, recipe or dataset; bad scale; conflicting techniques; a budget
+or target that makes no sense; a name that would become part of a path) prints one line on stderr
+and exits with code 2 before any run starts or any file is written. SIGTERM stops a command within
+a step with its runs marked KILLED and exit code 143; Ctrl-C does the same with 130. A stopped or
+killed command continues with `--resume`.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import re
 import shlex
 import sys
+from collections.abc import Sequence
+from datetime import UTC
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 RESULTS_DIR = Path("reports/runs")
+SCALES = ("smoke", "cpu", "paper")  # harness.recipes.SCALES, repeated so `--help` needs no torch import
+EXECUTORS = ("inprocess", "processes", "ray")  # harness.experiments.executors.EXECUTORS
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")  # what a tag may be: it becomes part of a file name
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,6 +41,14 @@ def _seeds(n: int) -> list[int]:
     return list(range(n))
 
 
+def _path_name(value: str, what: str) -> str:
+    """A value that becomes part of a path: letters, digits, '_', '.', '+', '-'; no separators, no '..'."""
+    if not _NAME.fullmatch(value) or ".." in value:
+        raise ValueError(f"{what} {value!r}: expected 1-64 letters, digits, '_', '.', '+' or '-', starting with "
+                         f"a letter or digit (it becomes part of a file name)")
+    return value
+
+
 def _command_line(argv: Sequence[str]) -> str:
     return "effitrain " + " ".join(shlex.quote(a) for a in argv)
 
@@ -40,12 +57,12 @@ def _command_line(argv: Sequence[str]) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from harness.data import DATASET_INFO
+    from harness.papers import papers
     from harness.recipes import recipes
     from harness.techniques import techniques
-    from reproductions import PAPERS
 
     print("papers:")
-    for pid, mod in PAPERS.items():
+    for pid, mod in papers().items():
         print(f"  {pid:40s} {mod.CARD.title} ({mod.CARD.year})")
     print("techniques:")
     for name, cls in techniques().items():
@@ -68,50 +85,79 @@ def _prepare(recipe: Any, seeds: list[int], data_root: str) -> None:
     datamod.load_dataset(recipe.dataset, data_root)
 
 
+def _tracking(args: argparse.Namespace) -> str | None:
+    from harness.tracking import tracking_uri
+
+    return None if args.no_track else tracking_uri()
+
+
 def _execute(recipe: Any, seeds: list[int], args: argparse.Namespace, argv: Sequence[str], card: Any,
              out: Path, name: str | None = None) -> int:
-    from harness.runner import Runner, write_results
-    from harness.tracking import Tracker
+    from harness.experiments.reproduce import run_recipe
 
     _prepare(recipe, seeds, args.data_root)
-    tracker = None if args.no_track else Tracker()
-    table = Runner(tracker, args.data_root).run(recipe, seeds, card, _command_line(argv), args.tag, name=name)
-    path = write_results(table, out)
-    _print_summary(table)
-    print(f"results: {path}")
+    table = run_recipe(recipe, seeds, card, command=_command_line(argv), tag=args.tag, name=name,
+                       tracking_uri=_tracking(args), data_root=args.data_root, executor=args.executor,
+                       workers=args.workers, ray_address=args.ray_address, rerun=args.rerun, resume=args.resume,
+                       quiet=args.quiet, out_path=out)
+    if not args.quiet:
+        _print_summary(table)
+    print(f"results: {out}")
     return 0
 
 
-def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from harness.recipes import SCALES, apply_overrides
-    from reproductions import PAPERS
-
-    if args.paper not in PAPERS:
-        raise ValueError(f"unknown paper '{args.paper}'; expected one of: {', '.join(PAPERS)}")
-    if args.params:
-        _read_params(args)
+def _check_run_flags(args: argparse.Namespace) -> None:
     if args.scale not in SCALES:
         raise ValueError(f"scale '{args.scale}' is not one of {', '.join(SCALES)}")
-    module = PAPERS[args.paper]
+    if args.executor not in EXECUTORS:
+        raise ValueError(f"executor '{args.executor}' is not one of {', '.join(EXECUTORS)}")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers {args.workers}: expected a positive number")
+    if args.rerun and args.resume:
+        raise ValueError("--rerun starts every run afresh and --resume continues them: give one")
+    _path_name(args.tag, "--tag")
+
+
+def _defaults(args: argparse.Namespace, **defaults: Any) -> None:
+    """Fill flags the user did not give (they are None until here, so --params can tell them apart)."""
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+
+def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from harness.papers import get_paper
+    from harness.recipes import apply_overrides
+
+    module = get_paper(args.paper)  # an unknown id raises, listing the known ones
+    if args.params:
+        _read_params(args)
+    _defaults(args, scale="cpu", seeds=1, tag="full", executor="inprocess")
+    _check_run_flags(args)
     recipe = apply_overrides(module.recipe(args.scale), args.set)
     out = Path(args.out) / args.paper / f"{args.scale}-{args.tag}.json"
     return _execute(recipe, _seeds(args.seeds), args, argv, module.CARD, out)
 
 
 def _read_params(args: argparse.Namespace) -> None:
-    """Take scale, seeds, tag and the tag's overrides for this paper from a params.yaml."""
+    """Scale, seeds, tag and the tag's overrides for this paper from a params.yaml; explicit flags win.
+
+    `--scale`, `--seeds` and `--tag` given on the command line beat the file's `reproduce` values;
+    `--set` overrides apply after the file's `budgets.<tag>.<paper>` ones, so they win too.
+    """
     import yaml
 
     try:
         params = yaml.safe_load(Path(args.params).read_text())
         rep = params["reproduce"]
-        args.scale, args.seeds, args.tag = rep["scale"], int(rep["seeds"]), str(rep["tag"])
+        _defaults(args, scale=str(rep["scale"]), seeds=int(rep["seeds"]), tag=str(rep["tag"]))
         budgets = params.get("budgets", {})
         if args.tag not in budgets:
-            raise ValueError(f"{args.params}: no budgets.{args.tag} for reproduce.tag={args.tag!r}")
+            raise ValueError(f"{args.params}: no budgets.{args.tag} for tag {args.tag!r}")
         args.set = [str(x) for x in (budgets[args.tag].get(args.paper) or [])] + args.set
     except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
-        raise ValueError(f"{args.params}: cannot read reproduce.scale/seeds/tag ({type(exc).__name__}: {exc})") from None
+        raise ValueError(f"{args.params}: cannot read reproduce.scale/seeds/tag "
+                         f"({type(exc).__name__}: {exc})") from None
 
 
 def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -120,6 +166,8 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from harness.recipes import Arm, apply_overrides, get_recipe
     from harness.techniques import compose
 
+    _defaults(args, scale="cpu", seeds=1, tag="full", executor="inprocess")
+    _check_run_flags(args)
     base = get_recipe(args.recipe, args.scale)
     if not args.technique:
         raise ValueError("give at least one --technique")
@@ -133,29 +181,39 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    from harness import combinability, matrix
-    from harness.tracking import provenance, tracking_uri
+    from harness.experiments import matrix
+    from harness.experiments.jobs import code_version
+    from harness.experiments.session import parent_run
+    from harness.results import combinability
+    from harness.tracking import Tracker, provenance
 
     if args.params:
         _read_combine_params(args)
-    if args.executor not in matrix.EXECUTORS:
-        raise ValueError(f"executor '{args.executor}' is not one of {', '.join(matrix.EXECUTORS)}")
-    if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers {args.workers}: expected a positive number")
+    _defaults(args, recipe="mnist_cnn", scale="cpu", seeds=3, executor="inprocess")
+    _check_run_flags(args)
     plan = matrix.make_plan(args.recipe, args.scale, args.set, args.techniques or None, args.settings)
     seeds = _seeds(args.seeds)
     _prepare(plan.recipe, seeds, args.data_root)
     print(f"matrix: {len(plan.names)} techniques, {sum(w is None for *_, w in plan.pairs)} pairs to run, "
           f"{sum(w is not None for *_, w in plan.pairs)} incompatible; {len(plan.arms)} arms x {len(seeds)} "
           f"seed(s) on '{plan.recipe_name}' ({args.scale}), executor {args.executor}")
-    outcomes = matrix.run_matrix(plan, seeds, args.executor, args.workers, args.data_root,
-                                 None if args.no_track else tracking_uri(), args.ray_address)
-    meta = {"command": _command_line(argv), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "code_version": matrix.code_version(), "executor": args.executor, "provenance": provenance()}
-    summary = combinability.summarise(plan, outcomes, seeds, meta)
-    paths = combinability.write_outputs(summary, args.out)
+    uri = _tracking(args)
+    tracker = Tracker(uri) if uri else None
+    with parent_run(tracker, matrix.EXPERIMENT, f"matrix {args.recipe} {args.scale}",
+                    {"recipe": args.recipe, "scale": args.scale, "seeds": len(seeds), "executor": args.executor},
+                    {"command": _command_line(argv)}) as parent:
+        outcomes = matrix.run_matrix(plan, seeds, args.executor, args.workers, args.data_root, uri,
+                                     args.ray_address, progress=not args.quiet, parent_run_id=parent,
+                                     rerun=args.rerun, resume=args.resume)
+        meta = {"command": _command_line(argv), "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "code_version": code_version(), "executor": args.executor, "provenance": provenance()}
+        summary = combinability.summarise(plan, outcomes, seeds, meta)
+        paths = combinability.write_outputs(summary, args.out)
+        if tracker and parent:
+            for path in paths:
+                tracker.log_artifact(parent, path, "combinability")
     for p in summary["pairs"]:
         print(f"  {p['a']} + {p['b']}: {p['verdict']}: {p['reason']}")
     print("wrote " + ", ".join(str(p) for p in paths))
@@ -163,22 +221,26 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _read_combine_params(args: argparse.Namespace) -> None:
-    """Take recipe, scale, seeds, executor, techniques and the scale's overrides from params.yaml's `combine`."""
+    """Recipe, scale, seeds, executor, techniques, overrides and settings from params.yaml's `combine`.
+
+    Flags given on the command line win over the file; `--set` applies after the file's overrides.
+    """
     import yaml
 
     try:
         c = yaml.safe_load(Path(args.params).read_text())["combine"]
-        args.recipe, args.scale, args.seeds = str(c["recipe"]), str(c["scale"]), int(c["seeds"])
-        args.executor = str(c.get("executor", args.executor))
-        args.techniques = list(c.get("techniques") or []) or args.techniques
+        _defaults(args, recipe=str(c["recipe"]), scale=str(c["scale"]), seeds=int(c["seeds"]),
+                  executor=str(c.get("executor", "inprocess")))
+        args.techniques = args.techniques or list(c.get("techniques") or [])
         args.set = [str(x) for x in ((c.get("set") or {}).get(args.scale) or [])] + args.set
         args.settings = {str(k): dict(v) for k, v in (c.get("settings") or {}).items()}
     except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{args.params}: cannot read combine.recipe/scale/seeds/set/settings ({type(exc).__name__}: {exc})") from None
+        raise ValueError(f"{args.params}: cannot read combine.recipe/scale/seeds/set/settings "
+                         f"({type(exc).__name__}: {exc})") from None
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report import build_report
+    from harness.report.build import build_report
 
     path = build_report(args.runs_dir, args.out)
     print(f"report: {Path(path).resolve()}")
@@ -192,14 +254,12 @@ def cmd_data(args: argparse.Namespace) -> int:
         datamod.download(args.name, args.data_root)
         print(f"{args.name}: ok in {args.data_root}")
     else:
-        d = datamod.load_dataset(args.name, args.data_root)
-        summary = {"name": d.name, "train": list(d.train_x.shape), "test": list(d.test_x.shape),
-                   "classes": d.classes, "mean": d.mean, "std": d.std, "md5": d.md5}
+        summary = datamod.describe(datamod.load_dataset(args.name, args.data_root))  # stream sets: decodes 2
         if args.summary:
             from harness.runner import write_results
 
             write_results(summary, args.summary)
-        print(f"{args.name}: train {tuple(d.train_x.shape)}, test {tuple(d.test_x.shape)}, md5 ok")
+        print(f"{args.name}: train {tuple(summary['train'])}, test {tuple(summary['test'])}, md5 ok")
     return 0
 
 
@@ -222,62 +282,84 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(),
            "--host", "127.0.0.1", "--port", str(args.port)]
-    print("MLflow UI on http://127.0.0.1:%d (Ctrl-C stops it)" % args.port)
+    print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C stops it)")
     return subprocess.call(cmd)
 
 
 def _print_summary(table: dict[str, Any]) -> None:
-    from harness.report import format_summary
+    from harness.report.cells import format_summary
+    from harness.results.schema import ResultsTable
 
-    print(format_summary(table))
+    print(format_summary(ResultsTable.from_dict(table)))
 
 
 # ---------------------------------------------------------------- parser
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scale", default="cpu", help="smoke | cpu | paper (default cpu)")
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..N-1 (default 1)")
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("effitrain")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _run_flags(p: argparse.ArgumentParser, *, seeds_default: int, tag: bool = True) -> None:
+    """Flags every training command shares; defaults are None so --params can tell what was given."""
+    p.add_argument("--scale", choices=SCALES, help="smoke (synthetic, seconds), cpu (minutes), paper "
+                                                   "(the paper's setting, for a GPU); default cpu")
+    p.add_argument("--seeds", type=int, help=f"number of seeds, 0..N-1 (default {seeds_default})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe field, e.g. budget.epochs=2, optim.lr=0.05, teacher.budget.epochs=3")
-    p.add_argument("--tag", default="full", help="name of this budget variant, in the results file name")
-    p.add_argument("--out", default=str(RESULTS_DIR), help="results directory (default reports/runs)")
-    p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    if tag:
+        p.add_argument("--tag", help="name of this budget variant, in the results file name (default full)")
+    p.add_argument("--executor", choices=EXECUTORS, help="where jobs run (default inprocess)")
+    p.add_argument("--workers", type=int, help="processes: how many in parallel (default: one per CPU core)")
+    p.add_argument("--ray-address", help="ray: the cluster to join, e.g. 127.0.0.1:6379 (default: start a local one)")
+    p.add_argument("--no-track", action="store_true", help="do not log to MLflow (runs are then kept in "
+                                                           ".effitrain/runs for reuse and resume)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--rerun", action="store_true", help="run every job afresh instead of reusing recorded runs")
+    again.add_argument("--resume", action="store_true", help="continue runs a killed or stopped command left "
+                                                             "unfinished, from their last checkpoint")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="effitrain", description="Reproduce and compare techniques for cheaper training.")
+    parser.add_argument("--version", action="version", version=f"effitrain {_version()}")
     parser.add_argument("--data-root", default="datasets", help="where datasets live (default datasets/)")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", action="store_true", help="only errors and the paths of what was written")
+    loud.add_argument("-v", "--verbose", action="store_true", help="also Lightning's and MLflow's own messages")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                                metavar="{list,reproduce,run,matrix,report,data,bench,ui}")
     sub.add_parser("list", help="papers, techniques, recipes and datasets")
     p = sub.add_parser("reproduce", help="run a paper's arms over seeds; write reports/runs/PAPER/SCALE-TAG.json")
-    p.add_argument("paper")
-    _common(p)
-    p.add_argument("--params", help="read scale, seeds, tag and the tag's overrides from this params.yaml")
+    p.add_argument("paper", help="a paper id, as `effitrain list` shows")
+    _run_flags(p, seeds_default=1)
+    p.add_argument("--out", default=str(RESULTS_DIR), help="results directory (default reports/runs)")
+    p.add_argument("--params", help="take scale, seeds, tag and the tag's overrides from this params.yaml "
+                                    "(flags given here win)")
     p = sub.add_parser("run", help="baseline vs an ad-hoc technique combination on a recipe")
-    p.add_argument("--recipe", required=True)
+    p.add_argument("--recipe", required=True, help="a base recipe, as `effitrain list` shows")
     p.add_argument("--technique", action="append", default=[], help="repeat to combine techniques")
-    _common(p)
+    _run_flags(p, seeds_default=1)
+    p.add_argument("--out", default=str(RESULTS_DIR), help="results directory (default reports/runs)")
     p = sub.add_parser("matrix", help="baseline, each technique alone and every pair on one recipe; "
                                       "write reports/combinability.{csv,json,png}")
-    p.add_argument("--recipe", default="mnist_cnn", help="the recipe every arm runs on (default mnist_cnn)")
-    p.add_argument("--scale", default="cpu", help="smoke | cpu | paper (default cpu)")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds, 0..N-1 (default 3)")
+    p.add_argument("--recipe", help="the recipe every arm runs on (default mnist_cnn)")
     p.add_argument("--techniques", nargs="+", metavar="NAME", help="only these techniques (default: all registered)")
-    p.add_argument("--executor", default="inprocess", help="inprocess (default) | processes | ray")
-    p.add_argument("--workers", type=int, help="processes: how many in parallel (default: one per CPU core)")
-    p.add_argument("--ray-address", help="ray: the cluster to join, e.g. 127.0.0.1:6379 (default: start a local one)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
-    p.add_argument("--params", help="read recipe, scale, seeds, executor, techniques and overrides from "
-                                    "this params.yaml's `combine` section")
+    _run_flags(p, seeds_default=3, tag=False)
+    p.add_argument("--params", help="take recipe, scale, seeds, executor, techniques, overrides and settings "
+                                    "from this params.yaml's `combine` section (flags given here win)")
     p.add_argument("--out", default="reports", help="where combinability.{csv,json,png} go (default reports)")
-    p.add_argument("--no-track", action="store_true", help="do not log to MLflow (and reuse nothing)")
-    p.set_defaults(settings=None)  # technique arguments come only from params.yaml's combine.settings
-    p = sub.add_parser("report", help="build reports/index.html from reports/runs")
+    p.set_defaults(settings=None, tag="matrix")  # technique arguments come only from params.yaml's combine.settings
+    p = sub.add_parser("report", help="build reports/index.html and reports/report.pdf from reports/runs")
     p.add_argument("--runs-dir", default=str(RESULTS_DIR))
     p.add_argument("--out", default="reports")
     p = sub.add_parser("data", help="download (online) or check a dataset")
     p.add_argument("action", choices=["download", "check"])
-    p.add_argument("name")
+    p.add_argument("name", help="a dataset name, as `effitrain list` shows")
     p.add_argument("--summary", help="with check: write shapes, classes, mean/std and md5s to this JSON file")
     p = sub.add_parser("bench", help="benchmarks")
     p.add_argument("which", choices=["overhead", "precision", "kernels"],
@@ -292,20 +374,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _set_verbosity(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING
+    for name in ("lightning.pytorch", "lightning.fabric", "mlflow", "alembic"):
+        logging.getLogger(name).setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from harness.experiments.session import Stopped, handle_signals
+
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
-        handlers = {"list": cmd_list, "report": cmd_report, "data": cmd_data, "bench": cmd_bench, "ui": cmd_ui}
-        if args.command in ("reproduce", "run", "matrix"):
-            return {"reproduce": cmd_reproduce, "run": cmd_run, "matrix": cmd_matrix}[args.command](args, argv)
-        return handlers[args.command](args)
+        with handle_signals():
+            args = build_parser().parse_args(argv)
+            _set_verbosity(args)
+            handlers = {"list": cmd_list, "report": cmd_report, "data": cmd_data, "bench": cmd_bench, "ui": cmd_ui}
+            if args.command in ("reproduce", "run", "matrix"):
+                return {"reproduce": cmd_reproduce, "run": cmd_run, "matrix": cmd_matrix}[args.command](args, argv)
+            return handlers[args.command](args)
     except SystemExit as exc:
         return int(exc.code or 0)
     except (ValueError, FloatingPointError) as exc:
         return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    except KeyboardInterrupt:
-        return _fail("interrupted")
+    except Stopped as exc:
+        print(f"effitrain: {exc}; unfinished runs are marked KILLED (continue with --resume)", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, Callable
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -61,6 +62,10 @@ class Budget:
         return ", ".join(parts)
 
 
+# What a target can race: metric -> (lowest value, highest value, the mode that means "better").
+_TARGET_METRICS = {"acc": (0.0, 1.0, "max"), "loss": (0.0, math.inf, "min"), "errors": (0.0, math.inf, "min")}
+
+
 @dataclass(frozen=True)
 class Target:
     """The metric a run races to: `metric` reaches `value` (mode max or min)."""
@@ -68,6 +73,19 @@ class Target:
     metric: str = "val/acc"
     value: float = 0.9
     mode: str = "max"
+
+    def validate(self) -> None:
+        """Refuse a metric nothing emits, a value outside the metric's range, or a mode against its direction."""
+        split, _, name = self.metric.partition("/")
+        known = [f"{s}/{m}" for s in ("val", "test") for m in _TARGET_METRICS]
+        if split not in ("val", "test") or name not in _TARGET_METRICS:
+            raise ValueError(f"target metric '{self.metric}' is not one of {', '.join(known)}")
+        low, high, mode = _TARGET_METRICS[name]
+        if not isinstance(self.value, (int, float)) or isinstance(self.value, bool) or not low <= self.value <= high:
+            raise ValueError(f"target {self.metric}={self.value!r} is outside the metric's range [{low:g}, {high:g}]")
+        if self.mode != mode:
+            raise ValueError(f"target mode '{self.mode}' for {self.metric}: expected '{mode}' "
+                             f"({'higher' if mode == 'max' else 'lower'} is better)")
 
     def reached(self, measured: float) -> bool:
         return measured >= self.value if self.mode == "max" else measured <= self.value
@@ -82,6 +100,16 @@ class TrainClock(pl.Callback):
         self.warmup_seconds = 0.0
         self._started: float | None = None
         self._cuda = False
+        self._warming = False
+
+    def state_dict(self) -> dict[str, float]:
+        return {"train_seconds": self.seconds, "eval_seconds": self.eval_seconds,
+                "warmup_seconds": self.warmup_seconds}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        """Continue a checkpointed run's clock (the first step after a resume is a warm-up again)."""
+        self.train_seconds, self.eval_seconds = state["train_seconds"], state["eval_seconds"]
+        self.warmup_seconds = state["warmup_seconds"]
 
     def _now(self) -> float:
         if self._cuda:
@@ -91,10 +119,12 @@ class TrainClock(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._cuda = pl_module.device.type == "cuda"
         self._warmup_from = self._now()
+        self._warming = True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == 1 and self._started is None and self.train_seconds == 0.0:
-            self.warmup_seconds = self._now() - self._warmup_from
+        if self._warming:  # the first step of a run, or of a resumed run, is off the clock
+            self._warming = False
+            self.warmup_seconds += self._now() - self._warmup_from
             self.resume()
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -114,7 +144,7 @@ class TrainClock(pl.Callback):
         running = self._now() - self._started if self._started is not None else 0.0
         return self.train_seconds + running
 
-    def paused(self) -> "_Paused":
+    def paused(self) -> _Paused:
         return _Paused(self)
 
 
@@ -169,6 +199,13 @@ class Evaluator(pl.Callback):
         self.flops_per_step = 0.0
         self._flop_counter: FlopCounterMode | None = None
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"curve": self.curve, "time_to_target": self.time_to_target, "flops_per_step": self.flops_per_step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.curve, self.time_to_target = list(state["curve"]), state["time_to_target"]
+        self.flops_per_step = state["flops_per_step"]
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == 0 and self._flop_counter is None:
             self._flop_counter = FlopCounterMode(display=False)
@@ -220,6 +257,12 @@ class BudgetStop(pl.Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         if callable(self._fraction):
             self.flop_fraction = float(self._fraction())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"samples": self.samples}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.samples = state["samples"]
 
     @property
     def flops(self) -> float:

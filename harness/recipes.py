@@ -13,8 +13,9 @@ the arm name first: `teacher.budget.epochs=3`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import yaml
@@ -70,6 +71,7 @@ class Recipe:
         if self.scale not in SCALES:
             raise ValueError(f"scale '{self.scale}' is not one of {', '.join(SCALES)}")
         self.budget.validate()
+        self.target.validate()
         for name in ("batch_size", "eval_every_n_steps", "n_val"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -96,7 +98,7 @@ class Recipe:
                 return arm
         raise ValueError(f"recipe {self.name} has no arm '{name}'; arms: {', '.join(a.name for a in self.arms)}")
 
-    def for_arm(self, arm: Arm) -> "Recipe":
+    def for_arm(self, arm: Arm) -> Recipe:
         """This recipe with the arm's overrides applied."""
         return _apply(self, arm.overrides) if arm.overrides else self
 

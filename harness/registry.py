@@ -14,8 +14,9 @@ the registry never imports the models; the models' modules register themselves.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, TypeVar
 
 __all__ = ["ENTRY_POINT_GROUPS", "Registry", "load_plugins"]
 
@@ -67,7 +68,8 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         known = self.all()
         if name not in known:
-            raise ValueError(f"unknown {self.kind} '{name}'; expected one of: {', '.join(known) or '(none registered)'}")
+            choices = ", ".join(known) or "(none registered)"
+            raise ValueError(f"unknown {self.kind} '{name}'; expected one of: {choices}")
         return known[name]
 
     def __contains__(self, name: object) -> bool:

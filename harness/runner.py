@@ -1,24 +1,21 @@
-"""The Runner: one path from a recipe to logged runs and a results table.
+"""The Runner: one (arm, seed) of a recipe as one Lightning Trainer, logged as one MLflow run.
 
-For each seed, every arm of the recipe runs (reference arms first, so a teacher
-exists before its student), each as one Lightning Trainer whose callbacks are
-the arm's techniques plus the training clock, the evaluator, the budget stop
-and the metric buffer. Each (paper, arm, seed) is one MLflow run. The CLI, the
-DVC stages, the benchmarks and the tests all come through here.
+The Trainer's callbacks are the arm's techniques plus the training clock, the evaluator, the budget
+stop, the metric buffer and, when the job pipeline asks for it, the checkpoint. Which runs happen,
+where, and in what order is the job pipeline's business (harness/experiments/); every command, DVC
+stage and test that trains comes through `Runner.run_one` from there.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import math
 import os
 import sys
 import tempfile
 import warnings
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +23,15 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from harness import data as datamod
-from harness.cards import PaperCard
-from harness.measure import BudgetStop, Evaluator, TrainClock, bootstrap_interval, claim_verdict, speedup
+from harness.experiments.session import Stopped, process_tags
+from harness.measure import BudgetStop, Evaluator, TrainClock
+from harness.papers import paper_source
 from harness.recipes import Arm, Recipe
 from harness.techniques import Technique, compose
 from harness.tracking import MetricBuffer, Tracker, provenance
+from harness.train.checkpoint import Checkpoint
 
 
 @dataclass
@@ -62,9 +60,16 @@ class RunResult:
     final: dict[str, float]
     curve: list[dict[str, float]]
     stopped_by: str
+    resumed_from_step: int | None = None  # set when the run continued from a checkpoint
+    checkpoint_seconds: float = 0.0  # writing checkpoints, off the training clock
 
     def row(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> RunResult:
+        """The inverse of `row()`; fields a row lacks (written by older code) take their defaults."""
+        return cls(**{f.name: row[f.name] for f in fields(cls) if f.name in row})
 
 
 # ---------------------------------------------------------------- the LightningModule
@@ -230,6 +235,9 @@ def validate(recipe: Recipe, seeds: list[int]) -> None:
         raise ValueError(f"seeds {seeds!r} must be a non-empty list of non-negative integers")
     if recipe.dataset not in datamod.DATASETS:
         raise ValueError(f"recipe {recipe.name}: unknown dataset '{recipe.dataset}'")
+    if datamod.spec_of(recipe.dataset).kind == "stream" and recipe.crop_pad:
+        raise ValueError(f"recipe {recipe.name}: crop_pad={recipe.crop_pad} needs an in-memory dataset; "
+                         f"'{recipe.dataset}' streams random-resized crops (use crop_pad=0)")
     done: set[str] = set()
     for arm in arm_order(recipe):
         recipe.for_arm(arm).validate()
@@ -253,21 +261,28 @@ class Runner:
 
     # -- data
     def loaders(self, recipe: Recipe, seed: int):
-        """(data, train, val, test): the recipe's split and subset as in-memory batch loaders."""
+        """(data, train, val, test): the recipe's split and subset as batch loaders of the dataset's kind
+        (in-memory `BatchLoader`s, or `StreamLoader`s with a worker per CPU core, at most 8, for stream datasets)."""
         data = datamod.load_dataset(recipe.dataset, self.data_root)
-        (tx, ty), (vx, vy) = datamod.split_validation(data, recipe.n_val, recipe.split_seed)
-        if recipe.n_train is not None and recipe.n_train < len(ty):
-            tx, ty = datamod.subset(tx, ty, recipe.n_train, recipe.split_seed)
-        norm = dict(mean=data.mean, std=data.std, flatten=recipe.flatten)
-        train = datamod.BatchLoader(tx, ty, recipe.batch_size, shuffle=True, seed=seed, drop_last=True,
-                                    crop_pad=recipe.crop_pad, flip=recipe.flip, **norm)
-        val = datamod.BatchLoader(vx, vy, 1000, shuffle=False, seed=0, **norm)
-        test = datamod.BatchLoader(data.test_x, data.test_y, 1000, shuffle=False, seed=0, **norm)
+        workers = min(8, os.cpu_count() or 1) if isinstance(data, datamod.StreamData) else 0
+        train, val, test = datamod.make_loaders(
+            data, batch_size=recipe.batch_size, seed=seed, n_val=recipe.n_val, split_seed=recipe.split_seed,
+            n_train=recipe.n_train, crop_pad=recipe.crop_pad, flip=recipe.flip, flatten=recipe.flatten,
+            num_workers=workers)
         return data, train, val, test
 
     # -- one run
     def run_one(self, recipe: Recipe, arm: Arm, seed: int, context: RunContext | None = None,
-                experiment: str | None = None, extra_tags: dict[str, Any] | None = None) -> tuple[RunResult, torch.nn.Module]:
+                experiment: str | None = None, extra_tags: dict[str, Any] | None = None,
+                parent_run_id: str | None = None, checkpoint: str | Path | None = None,
+                checkpoint_every_n_steps: int | None = None,
+                resume: bool = False) -> tuple[RunResult, torch.nn.Module]:
+        """Train one arm for one seed; log it to MLflow; return its result and trained model.
+
+        With `checkpoint`, the training state is saved there every `checkpoint_every_n_steps` steps
+        (default: the evaluation cadence); with `resume` and an existing checkpoint, the run continues
+        from it. SIGTERM/SIGINT (`Stopped`) end the MLflow run KILLED, any other error FAILED.
+        """
         recipe = recipe.for_arm(arm)
         techniques = _instantiate(arm)
         pl.seed_everything(seed, workers=False, verbose=False)
@@ -279,15 +294,24 @@ class Runner:
         module = Classifier(model, recipe, techniques, context, steps_per_epoch, total_steps)
 
         clock = TrainClock()
-        run_id = self._start_run(recipe, arm, seed, techniques, data, experiment, extra_tags)
+        resume_from = Path(checkpoint) if resume and checkpoint and Path(checkpoint).is_file() else None
+        tags = {**(extra_tags or {}), **process_tags()}
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        if resume_from:
+            tags["effitrain.resumed"] = "true"
+        run_id = self._start_run(recipe, arm, seed, techniques, data, experiment, tags)
         buffer = MetricBuffer(self.tracker, run_id, clock)
         evaluator = Evaluator(clock, val, test, recipe.eval_every_n_steps, recipe.target, on_eval=buffer.add)
         stop = BudgetStop(recipe.budget, clock, evaluator, recipe.batch_size, lambda: flop_fraction(techniques))
+        saver = Checkpoint(checkpoint, checkpoint_every_n_steps or recipe.eval_every_n_steps, clock) \
+            if checkpoint else None
         plugins = [p for p in (t.precision_plugin() for t in techniques) if p is not None]
         _quiet_lightning()
         trainer = pl.Trainer(
             accelerator=self.accelerator, devices=1, max_epochs=recipe.budget.epochs or -1,
-            max_steps=recipe.budget.steps or -1, callbacks=[*techniques, clock, evaluator, stop, buffer],
+            max_steps=recipe.budget.steps or -1,
+            callbacks=[*techniques, clock, evaluator, stop, buffer, *([saver] if saver else [])],
             plugins=plugins or None, logger=False, enable_checkpointing=False, enable_model_summary=False,
             enable_progress_bar=self.progress, num_sanity_val_steps=0, limit_val_batches=0,
             use_distributed_sampler=False, default_root_dir=tempfile.gettempdir())
@@ -295,13 +319,22 @@ class Runner:
         try:
             with warnings.catch_warnings():
                 _quiet_lightning()
-                trainer.fit(module, train_dataloaders=train)
+                trainer.fit(module, train_dataloaders=train, ckpt_path=resume_from, weights_only=False) \
+                    if resume_from else trainer.fit(module, train_dataloaders=train)
             status = "FINISHED"
+        except Stopped:
+            status = "KILLED"
+            raise
         finally:
+            if saver and saver.resumed_from_step is not None:  # the restored curve, into this run too
+                buffer.rows[:0] = [(k, v, p["step"]) for p in evaluator.curve if p["step"] <= saver.resumed_from_step
+                                   for k, v in p.items() if k != "step"]
             buffer.flush()
             if self.tracker and run_id:
                 self.tracker.end(run_id, status)
         result = _result(arm, seed, run_id, clock, evaluator, stop, trainer)
+        if saver:
+            result.resumed_from_step, result.checkpoint_seconds = saver.resumed_from_step, saver.checkpoint_seconds
         if self.tracker and run_id:
             self.tracker.log_metrics(run_id, _summary_metrics(result))
         return result, model
@@ -321,69 +354,8 @@ class Runner:
         run_id = self.tracker.start(experiment or f"effitrain/{recipe.paper or recipe.name}",
                                     f"{arm.name}-seed{seed}", params, tags)
         if recipe.paper:
-            source = Path(sys.modules[f"reproductions.{recipe.paper}"].__file__)
-            self.tracker.log_artifact(run_id, source, "source")
+            self.tracker.log_artifact(run_id, paper_source(recipe.paper), "source")
         return run_id
-
-    # -- a whole experiment
-    def run(self, recipe: Recipe, seeds: list[int], card: PaperCard | None = None, command: str = "",
-            tag: str = "full", budget_note: str = "", name: str | None = None) -> dict[str, Any]:
-        """Run every arm over every seed; return the results table (schema in harness/report.py)."""
-        validate(recipe, seeds)
-        arms = arm_order(recipe)
-        results: dict[str, list[RunResult]] = {a.name: [] for a in arms}
-        bar = tqdm(total=len(arms) * len(seeds), desc=recipe.paper or recipe.name, unit="run",
-                   disable=None, file=sys.stderr)
-        data_md5: dict[str, str] = {}
-        done = 0
-        for seed in seeds:
-            context: RunContext | None = None
-            for arm in arms:
-                bar.set_postfix_str(f"{arm.name} seed {seed}")
-                if context is None:
-                    context = RunContext(seed, datamod.load_dataset(recipe.dataset, self.data_root))
-                    data_md5 = context.data.md5
-                result, model = self.run_one(recipe, arm, seed, context, extra_tags={"tag": tag})
-                context.models[arm.name] = model
-                results[arm.name].append(result)
-                bar.update(1)
-                done += 1
-                tqdm.write(_progress_line(done, len(arms) * len(seeds), result), file=sys.stderr)
-        bar.close()
-        return self._table(recipe, arms, seeds, results, card, command, tag, budget_note, data_md5, name)
-
-    def _table(self, recipe, arms, seeds, results, card, command, tag, budget_note, data_md5, name) -> dict[str, Any]:
-        def times(name: str) -> list[float | None]:
-            return [r.time_to_target_s for r in results[name]]
-
-        bases = {baseline_of(recipe, a) for a in arms}  # a baseline is not raced against another baseline
-        speedups = {a.name: {**speedup(times(baseline_of(recipe, a)), times(a.name)), "baseline": baseline_of(recipe, a)}
-                    for a in arms if not a.reference and a.name not in bases}
-        budget = budget_note or describe_budget(recipe, tag)
-        return {
-            "paper": name or recipe.paper or recipe.name, "scale": recipe.scale, "tag": tag,
-            "card": card.summary_dict() if card else {"title": recipe.name, "authors": "", "venue": "", "year": None,
-                                                       "arxiv": None, "url": None, "summary": recipe.description},
-            "budget": budget, "command": command, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "seeds": list(seeds), "target": asdict(recipe.target), "baseline_arm": recipe.baseline_arm,
-            "arms": {a.name: {"description": a.description, "techniques": list(a.techniques),
-                              "baseline": baseline_of(recipe, a),
-                              "flop_fraction": float(np.median([r.flop_fraction for r in results[a.name]])),
-                              "budget": recipe.for_arm(a).budget.describe(),
-                              "target": asdict(recipe.for_arm(a).target),
-                              "runs": [r.row() for r in results[a.name]]} for a in arms},
-            "speedups": speedups,
-            "claims": judge_claims(card, recipe, results) if card else [],
-            "provenance": provenance(data_md5),
-        }
-
-
-def _progress_line(done: int, total: int, r: RunResult) -> str:
-    tta = "not reached" if r.time_to_target_s is None else f"{r.time_to_target_s:.1f} s"
-    acc = r.final.get("test/acc")
-    acc_text = f", test acc {100 * acc:.2f}%" if acc is not None else ""
-    return (f"[{done}/{total}] {r.arm} seed {r.seed}: {r.steps} steps, {r.train_seconds:.1f} s training "
-            f"(+{r.eval_seconds:.1f} s eval), time to target {tta}{acc_text}")
 
 
 def _quiet_lightning() -> None:
@@ -393,14 +365,6 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     # Lightning 2.6 still uses torch's LeafSpec, which torch 2.14 deprecates (harmless).
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*", category=FutureWarning)
-
-
-def describe_budget(recipe: Recipe, tag: str) -> str:
-    """The budget line of a results table, from the effective (overridden) per-arm budgets."""
-    text = f"{recipe.scale} scale ({tag}): {recipe.description}; budget {recipe.budget.describe()}"
-    own = [f"{a.name} {recipe.for_arm(a).budget.describe()}" for a in recipe.arms
-           if recipe.for_arm(a).budget != recipe.budget]
-    return text + (f" ({'; '.join(own)})" if own else "") + f"; batch {recipe.batch_size}"
 
 
 def _total_steps(recipe: Recipe, steps_per_epoch: int) -> int:
@@ -433,53 +397,12 @@ def _summary_metrics(r: RunResult) -> list[tuple[str, float, int]]:
     return rows
 
 
-def judge_claims(card: PaperCard, recipe: Recipe, results: dict[str, list[RunResult]]) -> list[dict[str, Any]]:
-    """Measured value, bootstrap interval and verdict for each claim of the card."""
-    out = []
-    for claim in card.claims:
-        row = asdict(claim)
-        row.update(measured=None, low=None, high=None)
-        arms_needed = [claim.arm] + ([claim.minus_arm] if claim.minus_arm else [])
-        if recipe.scale not in claim.scales or any(a not in results for a in arms_needed):
-            row["verdict"] = "not run at this scale"
-            out.append(row)
-            continue
-        if claim.metric == "speedup":  # time to target against the arm's baseline, over seeds
-            out.append({**row, **_speedup_claim(claim, recipe, results)})
-            continue
-        if any(claim.metric not in r.final for a in arms_needed for r in results[a]):
-            row["verdict"] = "not measured"
-            out.append(row)
-            continue
-        values = [r.final[claim.metric] for r in results[claim.arm]]
-        if claim.minus_arm:
-            others = {r.seed: r.final[claim.metric] for r in results[claim.minus_arm]}
-            values = [v - others[r.seed] for v, r in zip(values, results[claim.arm])]
-        measured = float(np.median(values))
-        low, high = bootstrap_interval(values) if len(values) > 1 else (None, None)  # one seed: no interval
-        row.update(measured=measured, low=low, high=high,
-                   verdict=claim_verdict(claim.claimed, claim.tolerance, *((low, high) if low is not None
-                                                                         else (measured, measured))))
-        out.append(row)
-    return out
-
-
-def _speedup_claim(claim, recipe: Recipe, results: dict[str, list[RunResult]]) -> dict[str, Any]:
-    base = baseline_of(recipe, recipe.arm(claim.arm))
-    sp = speedup([r.time_to_target_s for r in results[base]], [r.time_to_target_s for r in results[claim.arm]])
-    if sp["speedup"] is None:
-        return {"measured": None, "low": None, "high": None, "verdict": sp["verdict"]}
-    low, high = (sp["low"], sp["high"]) if sp["low"] is not None else (sp["speedup"], sp["speedup"])
-    return {"measured": sp["speedup"], "low": sp["low"], "high": sp["high"],
-            "verdict": claim_verdict(claim.claimed, claim.tolerance, low, high)}
-
-
 def write_results(table: dict[str, Any], path: str | Path) -> Path:
-    """Write a results table atomically (temp file, then rename): a crash leaves the old file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(table, fh, indent=1, default=float, allow_nan=False)
-    os.replace(tmp, path)
-    return path
+    """Validate a results table and write it atomically, through the schema's writer.
+
+    `effitrain data check --summary` writes its dataset summary here too: an object without arms is
+    not a results table and is written as plain JSON by the same atomic writer.
+    """
+    from harness.results.schema import write_json, write_table
+
+    return write_table(table, path) if "arms" in table else write_json(table, path)

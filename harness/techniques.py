@@ -79,7 +79,8 @@ def register_technique(cls: type[Technique]) -> type[Technique]:
         raise ValueError(f"technique class {cls.__name__} has no name")
     unknown = set(cls.touches) - TOUCHES
     if unknown:
-        raise ValueError(f"technique '{cls.name}' touches unknown parts {sorted(unknown)}; expected some of {sorted(TOUCHES)}")
+        raise ValueError(f"technique '{cls.name}' touches unknown parts {sorted(unknown)}; "
+                         f"expected some of {sorted(TOUCHES)}")
     return TECHNIQUES.add(cls.name, cls)
 
 

@@ -32,17 +32,30 @@ def tracking_uri() -> str:
 
 
 def _git(*args: str) -> str | None:
+    """Git, asked about the checkout the running code comes from (not the project folder runs are kept in)."""
     try:
-        out = subprocess.run(["git", *args], cwd=project_dir(), capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                             text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+_COMMIT: list[str | None] = []
+
+
+def git_commit() -> str | None:
+    """The checkout's HEAD commit (once per process), or None outside a git checkout."""
+    if not _COMMIT:
+        _COMMIT.append(_git("rev-parse", "HEAD"))
+    return _COMMIT[0]
+
+
 def provenance(dataset_md5: dict[str, str] | None = None) -> dict[str, Any]:
     """Where a result came from: code version, library versions, hardware, data."""
     status = _git("status", "--porcelain", "--untracked-files=no")
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else (platform.processor() or platform.machine())
+    cuda = torch.cuda.is_available()
+    device = torch.cuda.get_device_name(0) if cuda else (platform.processor() or platform.machine())
     return {
         "git_commit": _git("rev-parse", "HEAD") or "unknown",
         "git_dirty": bool(status) if status is not None else None,
@@ -80,8 +93,12 @@ class Tracker:
         return self._experiments[name]
 
     def start(self, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, Any]) -> str:
+        """Create a run with its params and tags; every run carries MLflow's standard source tags."""
         from mlflow.entities import Param, RunTag
 
+        commit = git_commit()
+        tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": "effitrain",
+                **({"mlflow.source.git.commit": commit} if commit else {}), **tags}
         run = self.client.create_run(self._experiment(experiment), run_name=run_name)
         run_id = run.info.run_id
         flat_params = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
@@ -110,6 +127,19 @@ class Tracker:
         runs = self.client.search_runs([exp.experiment_id], filter_string=query, max_results=1,
                                        order_by=["attributes.start_time DESC"])
         return runs[0].info.run_id if runs else None
+
+    def log_bytes(self, run_id: str, data: bytes, artifact_file: str) -> None:
+        """Store bytes as a file artifact (weights, outcomes): a real file in the run, not text."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(artifact_file).name
+            path.write_bytes(data)
+            folder = str(Path(artifact_file).parent)
+            self.client.log_artifact(run_id, str(path), None if folder == "." else folder)
+
+    def read_bytes(self, run_id: str, artifact_path: str) -> bytes:
+        """The bytes of one artifact of a run."""
+        with tempfile.TemporaryDirectory() as tmp:
+            return Path(self.client.download_artifacts(run_id, artifact_path, tmp)).read_bytes()
 
     def read_text(self, run_id: str, artifact_path: str) -> str:
         """The text of one artifact of a run."""

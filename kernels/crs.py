@@ -23,9 +23,12 @@ u <= k distinct pairs, so it does u / k of the sampled work.
 
 Layout: plain-torch references (the specification); custom ops `effitrain::crs_mm` and
 `effitrain::crs_conv` (returning the output, the drawn indices and their scales) with fakes,
-autograd rules and backward ops; the CPU kernels call the C++ fast path (kernels/csrc/crs.cpp)
-when it builds, the CUDA kernels a Triton sampler and gather; `crs_matmul` / `crs_conv2d` are
-the public entry points with an `impl=` choice. The FLOP counter is taught the DENSE cost of
+autograd rules and backward ops, each with its implementations declared once (`_CRS_MM`, ...) and
+picked by kernels/_common/dispatch.py: on CPU the C++ fast path (kernels/csrc/crs.cpp) where it
+builds and the tensors are fp32, on CUDA a Triton sampler and gather, else the plain-torch path;
+`crs_matmul` / `crs_conv2d` are the public entry points with an `impl=` choice. Random draws:
+kernels/_common/random.py (the C++ and Triton samplers use different hashes, so they agree in
+distribution, not in bits). The FLOP counter is taught the DENSE cost of
 these ops, because the harness multiplies counted dense FLOPs by a technique's declared
 `flop_fraction()`.
 """
@@ -41,10 +44,13 @@ import triton.language as tl
 from torch import Tensor
 from torch.utils.flop_counter import conv_flop_count, register_flop_formula
 
-from kernels import _build
-from kernels._machine import OpBench, register_bench
+from kernels._common import build, dispatch
+from kernels._common import random as krandom
+from kernels._common.contract import FamilyContract, OpCase
+from kernels._common.machine import OpBench, register_bench
+from kernels._common.random import tl_crs_uniform
 
-IMPLS = ("auto", "reference", "cpp", "triton")
+IMPLS = dispatch.IMPLS
 
 
 def crs_k(K: int, sample_ratio: float, minimal_k: int) -> int:
@@ -54,15 +60,6 @@ def crs_k(K: int, sample_ratio: float, minimal_k: int) -> int:
     if not (isinstance(minimal_k, int) and minimal_k >= 1):
         raise ValueError(f"minimal_k={minimal_k!r} must be an integer >= 1")
     return min(max(int(K * sample_ratio), minimal_k), K)
-
-
-def _draw_seed(seed: int | None) -> int:
-    """A seed from torch's generator when none is given, so torch.manual_seed makes runs repeatable."""
-    if seed is None:
-        return int(torch.randint(2**31 - 1, ()))
-    if not (isinstance(seed, int) and 0 <= seed < 2**63):
-        raise ValueError(f"seed={seed!r} must be a non-negative integer below 2**63")
-    return seed
 
 
 # ---------------------------------------------------------------- references (plain torch)
@@ -135,28 +132,12 @@ def _conv_backward_torch(grad, x, w, idx, scale, stride, padding, dilation, need
 # ---------------------------------------------------------------- Triton (CUDA; interpreter in tests)
 
 @triton.jit
-def _uniform(key, offs, BLOCK: tl.constexpr):
-    """Counter-based uniforms in [0, 1): murmur3's 32-bit finaliser of (index * golden + key).
-
-    Our own hash rather than tl.rand: under the test interpreter, triton.language's own @jit
-    helpers (tl.rand, tl.zeros, ...) only run when triton was first imported with
-    TRITON_INTERPRET=1, and Lightning imports it before tests/conftest.py sets that."""
-    x = offs.to(tl.uint32) * tl.full([BLOCK], 0x9E3779B9, tl.uint32) + key
-    x = x ^ (x >> 16)
-    x = x * tl.full([BLOCK], 0x85EBCA6B, tl.uint32)
-    x = x ^ (x >> 13)
-    x = x * tl.full([BLOCK], 0xC2B2AE35, tl.uint32)
-    x = x ^ (x >> 16)
-    return (x >> 8).to(tl.float32) * (1.0 / 16777216.0)
-
-
-@triton.jit
 def _sample_kernel(cdf_ptr, w_ptr, idx_ptr, scale_ptr, K, k, key, inv_k, STEPS: tl.constexpr, BLOCK: tl.constexpr):
     """Draw t: u = uniform(seed, t) * total, binary search for the first cdf > u, scale = total / (k w_i)."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     total = tl.load(cdf_ptr + K - 1)
-    u = _uniform(key, offs, BLOCK) * total
-    lo = tl.full([BLOCK], 0, tl.int32)  # tl.full, not tl.zeros: see _uniform's note
+    u = tl_crs_uniform(key, offs, BLOCK) * total
+    lo = tl.full([BLOCK], 0, tl.int32)  # tl.full, not tl.zeros: see kernels/_common/random.py
     hi = tl.full([BLOCK], 0, tl.int32) + (K - 1)
     for _ in tl.static_range(STEPS):
         mid = (lo + hi) // 2
@@ -168,14 +149,6 @@ def _sample_kernel(cdf_ptr, w_ptr, idx_ptr, scale_ptr, K, k, key, inv_k, STEPS: 
     scale = tl.where(w > 0, total * inv_k / tl.where(w > 0, w, 1.0), 0.0)
     tl.store(idx_ptr + offs, i.to(tl.int64), mask=offs < k)
     tl.store(scale_ptr + offs, scale, mask=offs < k)
-
-
-def _key32(seed: int) -> int:
-    """A 32-bit key from the 64-bit seed (splitmix64 finaliser, on the host)."""
-    z = (seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % 2**64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
-    return (z ^ (z >> 31)) % 2**31  # below 2**31: passed as a plain int32 argument
 
 
 @triton.jit
@@ -199,7 +172,7 @@ def _sample_triton(weights: Tensor, k: int, seed: int) -> tuple[Tensor, Tensor]:
     idx = torch.empty(k, dtype=torch.long, device=w.device)
     scale = torch.empty(k, dtype=torch.float32, device=w.device)
     block = min(1024, triton.next_power_of_2(k))
-    _sample_kernel[(triton.cdiv(k, block),)](cdf, w, idx, scale, len(w), k, _key32(seed), 1.0 / k,
+    _sample_kernel[(triton.cdiv(k, block),)](cdf, w, idx, scale, len(w), k, krandom.crs_key32(seed), 1.0 / k,
                                              STEPS=max(1, math.ceil(math.log2(len(w)))) + 1, BLOCK=block)
     return idx, scale
 
@@ -227,7 +200,7 @@ def _mm_triton(a: Tensor, b: Tensor, k: int, seed: int) -> tuple[Tensor, Tensor,
 
 
 def _conv_triton(x, w, bias, stride, padding, dilation, k, seed) -> tuple[Tensor, Tensor, Tensor]:
-    (Nb, C, H, W), (O, _, R, S) = x.shape, w.shape
+    (Nb, C, H, W), (C_out, _, R, S) = x.shape, w.shape
     if k >= C:
         return F.conv2d(x, w, bias, stride, padding, dilation), torch.arange(C, device=x.device), \
             torch.ones(C, device=x.device)
@@ -235,43 +208,66 @@ def _conv_triton(x, w, bias, stride, padding, dilation, k, seed) -> tuple[Tensor
     norms = torch.linalg.vector_norm(x, dim=(0, 2, 3)) * torch.linalg.vector_norm(w, dim=(0, 2, 3))
     idx, scale = _sample_triton(norms, k, seed)
     x_s = _gather_triton(x, Nb, H * W, (C * H * W, H * W, 1), idx, scale).view(Nb, k, H, W)
-    w_s = _gather_triton(w, O, R * S, (C * R * S, R * S, 1), idx, None).view(O, k, R, S)
+    w_s = _gather_triton(w, C_out, R * S, (C * R * S, R * S, 1), idx, None).view(C_out, k, R, S)
     return F.conv2d(x_s, w_s, bias, stride, padding, dilation), idx, scale
 
 
+# ---------------------------------------------------------------- the implementations of each op
+
+def _crs_cpp(name: str):
+    """The C++ op `name` of csrc/crs.cpp, loaded (built) on first call."""
+    return lambda *args: getattr(build.load("crs"), name)(*args)
+
+
+def _mm_reference(a, b, k, seed):
+    out, idx, scale = _mm_torch(a, b, k, seed)
+    return out, idx.clone(), scale.clone()  # a custom op returns fresh tensors, never arange/ones views
+
+
+def _mm_backward_reference(grad, a, b, idx, scale, need_a, need_b):
+    if len(idx) == a.shape[1]:  # the dense case
+        return (grad @ b.T if need_a else a.new_empty(0)), (a.T @ grad if need_b else a.new_empty(0))
+    return _mm_backward_torch(grad, a, b, idx, scale, need_a, need_b)
+
+
+def _conv_reference(x, w, bias, stride, padding, dilation, k, seed):
+    out, idx, scale = _conv_torch(x, w, bias, stride, padding, dilation, k, seed)
+    return out, idx.clone(), scale.clone()
+
+
+def _conv_backward_reference(grad, x, w, idx, scale, stride, padding, dilation, need_x, need_w, need_bias):
+    return _conv_backward_torch(grad.contiguous(), x, w, idx, scale, stride, padding, dilation, need_x, need_w,
+                                need_bias)
+
+
+_FP32 = (torch.float32,)  # the C++ kernels take fp32 only; other dtypes run the plain-torch path
+_CRS_MM = dispatch.Implementations(
+    "crs_mm", dispatch.reference(_mm_reference), dispatch.cpp("crs", _crs_cpp("crs_mm"), _FP32),
+    dispatch.triton(_mm_triton))
+_CRS_CONV = dispatch.Implementations(
+    "crs_conv", dispatch.reference(_conv_reference), dispatch.cpp("crs", _crs_cpp("crs_conv"), _FP32),
+    dispatch.triton(_conv_triton))
+# The backward passes have no Triton path: on CUDA they run the plain-torch one.
+_CRS_MM_BACKWARD = dispatch.Implementations(
+    "crs_mm_backward", dispatch.reference(_mm_backward_reference),
+    dispatch.cpp("crs", _crs_cpp("crs_mm_backward"), _FP32))
+_CRS_CONV_BACKWARD = dispatch.Implementations(
+    "crs_conv_backward", dispatch.reference(_conv_backward_reference),
+    dispatch.cpp("crs", _crs_cpp("crs_conv_backward"), _FP32))
+
+
 # ---------------------------------------------------------------- custom ops
-
-def _cpp():
-    """The C++ op namespace, or None where it cannot be built (then plain torch runs)."""
-    try:
-        return _build.load("crs")
-    except _build.FastPathUnavailable:
-        return None
-
 
 def _no_autocast(t: Tensor):
     """Custom ops get no autocast rule, but the ops inside them would: keep the inputs' dtype."""
     return torch.autocast(t.device.type, enabled=False)
 
 
-def _fast_cpu(*tensors: Tensor) -> bool:
-    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and _cpp() is not None
-
-
 @torch.library.custom_op("effitrain::crs_mm", mutates_args=())
 def crs_mm(a: Tensor, b: Tensor, k: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
     """(CRS estimate of a @ b from k pairs, indices int64[k'], scales float32[k']), k' = min(k, K)."""
     with _no_autocast(a):
-        return _crs_mm_impl(a, b, k, seed)
-
-
-def _crs_mm_impl(a, b, k, seed):
-    if a.device.type == "cuda":
-        return _mm_triton(a, b, k, seed)
-    if _fast_cpu(a, b):
-        return _cpp().crs_mm(a, b, k, seed)
-    out, idx, scale = _mm_torch(a, b, k, seed)
-    return out, idx.clone(), scale.clone()
+        return _CRS_MM.pick("auto", a, b).fn(a, b, k, seed)
 
 
 @crs_mm.register_fake
@@ -285,11 +281,7 @@ def crs_mm_backward(grad: Tensor, a: Tensor, b: Tensor, idx: Tensor, scale: Tens
                     need_b: bool) -> tuple[Tensor, Tensor]:
     """Gradients of crs_mm through its drawn pairs; an unneeded one is an empty tensor."""
     grad = grad.to(a.dtype)
-    if _fast_cpu(grad, a, b):
-        return _cpp().crs_mm_backward(grad, a, b, idx, scale, need_a, need_b)
-    if len(idx) == a.shape[1]:  # the dense case
-        return (grad @ b.T if need_a else a.new_empty(0)), (a.T @ grad if need_b else a.new_empty(0))
-    return _mm_backward_torch(grad, a, b, idx, scale, need_a, need_b)
+    return _CRS_MM_BACKWARD.pick("auto", grad, a, b).fn(grad, a, b, idx, scale, need_a, need_b)
 
 
 @crs_mm_backward.register_fake
@@ -319,16 +311,7 @@ def crs_conv(x: Tensor, w: Tensor, bias: Tensor | None, stride: list[int], paddi
              dilation: list[int], k: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
     """(CRS estimate of conv2d from k input channels, indices, scales); groups = 1."""
     with _no_autocast(x):
-        return _crs_conv_impl(x, w, bias, stride, padding, dilation, k, seed)
-
-
-def _crs_conv_impl(x, w, bias, stride, padding, dilation, k, seed):
-    if x.device.type == "cuda":
-        return _conv_triton(x, w, bias, stride, padding, dilation, k, seed)
-    if _fast_cpu(x, w):
-        return _cpp().crs_conv(x, w, bias, stride, padding, dilation, k, seed)
-    out, idx, scale = _conv_torch(x, w, bias, stride, padding, dilation, k, seed)
-    return out, idx.clone(), scale.clone()
+        return _CRS_CONV.pick("auto", x, w).fn(x, w, bias, stride, padding, dilation, k, seed)
 
 
 @crs_conv.register_fake
@@ -346,10 +329,8 @@ def crs_conv_backward(grad: Tensor, x: Tensor, w: Tensor, idx: Tensor, scale: Te
                       need_bias: bool) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients of crs_conv through its drawn channels; an unneeded one is an empty tensor."""
     grad = grad.to(x.dtype)
-    if _fast_cpu(grad, x, w):
-        return _cpp().crs_conv_backward(grad, x, w, idx, scale, stride, padding, dilation, need_x, need_w, need_bias)
-    return _conv_backward_torch(grad.contiguous(), x, w, idx, scale, stride, padding, dilation, need_x, need_w,
-                                need_bias)
+    return _CRS_CONV_BACKWARD.pick("auto", grad, x, w).fn(grad, x, w, idx, scale, stride, padding, dilation,
+                                                          need_x, need_w, need_bias)
 
 
 @crs_conv_backward.register_fake
@@ -404,30 +385,21 @@ def _pair(v) -> list[int]:
     return [int(v), int(v)] if isinstance(v, int) else [int(u) for u in v]
 
 
-def _check_impl(impl: str) -> None:
-    if impl not in IMPLS:
-        raise ValueError(f"impl='{impl}' is not one of {', '.join(IMPLS)}")
-
-
 def crs_matmul(a: Tensor, b: Tensor, sample_ratio: float = 0.5, minimal_k: int = 1, seed: int | None = None,
                impl: str = "auto", return_indices: bool = False):
     """Unbiased CRS estimate of a @ b (2-D) from crs_k(K, sample_ratio, minimal_k) drawn pairs.
 
     Differentiable through the drawn pairs (impl "auto" and "reference"). With
-    `return_indices`, also returns the drawn pair indices.
+    `return_indices`, also returns the drawn pair indices. `impl`: kernels/_common/dispatch.py.
     """
-    _check_impl(impl)
+    dispatch.check_impl(impl)
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"crs_matmul: expected 2-D a (M x K) and b (K x N), got {tuple(a.shape)} and {tuple(b.shape)}")
-    k, seed = crs_k(a.shape[1], sample_ratio, minimal_k), _draw_seed(seed)
-    if impl == "reference":
-        out, idx, _ = _mm_torch(a, b, k, seed)
-    elif impl == "triton":
-        out, idx, _ = _mm_triton(a, b, k, seed)
-    elif impl == "cpp":
-        out, idx, _ = _build.load("crs").crs_mm(a, b, k, seed)
-    else:
+    k, seed = crs_k(a.shape[1], sample_ratio, minimal_k), krandom.seed_or_draw(seed)
+    if impl == "auto":
         out, idx, _ = torch.ops.effitrain.crs_mm(a, b, k, seed)
+    else:
+        out, idx, _ = _CRS_MM.pick(impl, a, b).fn(a, b, k, seed)
     return (out, idx) if return_indices else out
 
 
@@ -435,20 +407,16 @@ def crs_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
                sample_ratio: float = 0.5, minimal_k: int = 1, seed: int | None = None, impl: str = "auto",
                return_indices: bool = False):
     """Unbiased CRS estimate of conv2d (groups = 1) from crs_k(C_in, ...) drawn input channels."""
-    _check_impl(impl)
+    dispatch.check_impl(impl)
     if x.dim() != 4 or weight.dim() != 4 or x.shape[1] != weight.shape[1]:
         raise ValueError(f"crs_conv2d: expected x (N, C, H, W) and weight (O, C, R, S) with equal C (groups=1), "
                          f"got {tuple(x.shape)} and {tuple(weight.shape)}")
-    k, seed = crs_k(x.shape[1], sample_ratio, minimal_k), _draw_seed(seed)
+    k, seed = crs_k(x.shape[1], sample_ratio, minimal_k), krandom.seed_or_draw(seed)
     geometry = (_pair(stride), _pair(padding), _pair(dilation))
-    if impl == "reference":
-        out, idx, _ = _conv_torch(x, weight, bias, *geometry, k, seed)
-    elif impl == "triton":
-        out, idx, _ = _conv_triton(x, weight, bias, *geometry, k, seed)
-    elif impl == "cpp":
-        out, idx, _ = _build.load("crs").crs_conv(x, weight, bias, *geometry, k, seed)
-    else:
+    if impl == "auto":
         out, idx, _ = torch.ops.effitrain.crs_conv(x, weight, bias, *geometry, k, seed)
+    else:
+        out, idx, _ = _CRS_CONV.pick(impl, x, weight).fn(x, weight, bias, *geometry, k, seed)
     return (out, idx) if return_indices else out
 
 
@@ -483,3 +451,67 @@ register_bench(OpBench("crs_matmul 2048^3 r=0.5", "compute", _bench_matmul, goal
                        note="flops actually done: 2 M u N for the u distinct drawn pairs; speedup against a @ b"))
 register_bench(OpBench("crs_conv2d 32->64 5x5 r=0.5", "compute", _bench_conv, goal=None,
                        note="flops are those actually done; speedup against dense F.conv2d"))
+
+
+# ---------------------------------------------------------------- the contract test's declaration
+
+def _pair_inputs(M: int = 6, K: int = 12, N: int = 5) -> tuple[Tensor, Tensor]:
+    """Columns/rows of very different norms (products over 1:100), so the sampling distribution is far from
+    uniform: a sampler with other probabilities shows in the spread of the estimate."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(M, K, generator=gen) * torch.linspace(0.1, 3.0, K)
+    b = torch.randn(K, N, generator=gen) * torch.linspace(0.2, 2.0, K)[:, None]
+    return a, b
+
+
+def _conv_inputs() -> tuple[Tensor, Tensor, Tensor]:
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 6, 5, 5, generator=gen) * torch.linspace(0.2, 2.0, 6).view(1, -1, 1, 1)
+    return x, torch.randn(3, 6, 3, 3, generator=gen), torch.randn(3, generator=gen)
+
+
+def _opchecks() -> list[tuple[object, tuple]]:
+    a, b = _pair_inputs()
+    a.requires_grad_(), b.requires_grad_()
+    x, w, bias = (t.requires_grad_() for t in _conv_inputs())
+    _, idx, scale = crs_mm(a.detach(), b.detach(), 5, 1)
+    _, cidx, cscale = crs_conv(x.detach(), w.detach(), bias.detach(), [1, 1], [1, 1], [1, 1], 2, 3)
+    ops = torch.ops.effitrain
+    return [(ops.crs_mm, (a, b, 5, 1)), (ops.crs_mm, (a, b, 12, 1)),
+            (ops.crs_conv, (x, w, bias, [1, 1], [1, 1], [1, 1], 2, 3)),
+            (ops.crs_mm_backward, (torch.randn(6, 5), a.detach(), b.detach(), idx, scale, True, False)),
+            (ops.crs_conv_backward, (torch.randn(2, 3, 5, 5), x.detach(), w.detach(), cidx, cscale, [1, 1],
+                                     [1, 1], [1, 1], True, True, True))]
+
+
+_BAD_MATMUL = (
+    lambda: crs_matmul(torch.randn(6, 12), torch.randn(5, 12), 0.5, 1, seed=0),
+    lambda: crs_matmul(*_pair_inputs(), 0.0, 1, seed=0),
+    lambda: crs_matmul(*_pair_inputs(), 1.5, 1, seed=0),
+    lambda: crs_matmul(*_pair_inputs(), 0.5, 0, seed=0),
+    lambda: crs_matmul(*_pair_inputs(), 0.5, 1, seed=-1),
+    lambda: crs_matmul(*_pair_inputs(), 0.5, 1, seed=0, impl="fast"),
+)
+_BAD_CONV = (
+    lambda: crs_conv2d(*_pair_inputs()),
+    lambda: crs_conv2d(torch.randn(2, 6, 5, 5), torch.randn(3, 4, 3, 3)),
+    lambda: crs_conv2d(*_conv_inputs(), sample_ratio=2.0),
+)
+# Sums in another order (C++ merges repeated draws; Triton gathers before the matmul): 1e-5 relative.
+_FP_ATOL, _FP_RTOL = 1e-5, 1e-5
+
+
+def _conv_call(ratio: float):
+    return lambda inputs, seed, impl: crs_conv2d(*inputs, 1, 1, 1, ratio, 1, seed, impl)
+
+
+CONTRACT = FamilyContract("crs", ops=(
+    OpCase("crs_matmul", lambda inputs, seed, impl: crs_matmul(*inputs, 1 / 3, 1, seed, impl), _pair_inputs, _CRS_MM,
+           stochastic=True, bad_inputs=_BAD_MATMUL, shared_bits=False, draws=150, atol=_FP_ATOL, rtol=_FP_RTOL),
+    OpCase("crs_matmul[k=K]", lambda inputs, seed, impl: crs_matmul(*inputs, 1.0, 1, seed, impl), _pair_inputs,
+           _CRS_MM, stochastic=False),
+    OpCase("crs_conv2d", _conv_call(0.5), _conv_inputs, _CRS_CONV, stochastic=True, bad_inputs=_BAD_CONV,
+           shared_bits=False, draws=150, atol=_FP_ATOL, rtol=_FP_RTOL, dispatch_tensors=lambda inputs: inputs[:2]),
+    OpCase("crs_conv2d[k=C]", _conv_call(1.0), _conv_inputs, _CRS_CONV, stochastic=False,
+           dispatch_tensors=lambda inputs: inputs[:2]),
+), opchecks=_opchecks)

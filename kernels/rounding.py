@@ -25,23 +25,29 @@ treats rounding as part of the number format, not as a layer.
 Random numbers: ops take an integer `seed` and are deterministic given it. The Python wrappers
 draw it from torch's generator, so `torch.manual_seed` makes runs repeatable. The reference uses
 `torch.rand` with a generator seeded by `seed`; the fast paths hash (seed, element index), so
-they give the same distribution, not the same bits (the C++ and Triton paths share the hash and
-give the same bits as each other). Deterministic ops match the reference exactly.
+they give the same distribution, not the same bits (the C++ and Triton paths share the hash,
+kernels/_common/random.py and random.h, and give the same bits as each other). Deterministic
+ops match the reference exactly.
+
+Paths: each op declares its implementations once (`_ROUND_FIXED`, `_STOCHASTIC_ROUND`); which one
+runs is decided by kernels/_common/dispatch.py (`impl=`, else `EFFITRAIN_KERNEL_IMPL`, else C++ on
+CPU and Triton on CUDA, the reference where neither can run).
 """
 
 from __future__ import annotations
-
-import functools
 
 import torch
 import triton
 import triton.language as tl
 
-from kernels import _build
-from kernels._machine import OpBench, register_bench
+from kernels._common import build, dispatch
+from kernels._common import random as krandom
+from kernels._common.contract import FamilyContract, OpCase
+from kernels._common.machine import OpBench, register_bench
+from kernels._common.random import tl_rounding_hash, tl_uniform24
 
 ROUNDINGS = ("nearest", "stochastic")
-IMPLS = ("auto", "reference", "cpp", "triton")
+IMPLS = dispatch.IMPLS
 _MANTISSA_BITS = {torch.float16: 10, torch.bfloat16: 7}  # stored fraction bits
 _MIN_EXPONENT = {torch.float16: -14, torch.bfloat16: -126}  # exponent of the smallest normal
 
@@ -61,9 +67,7 @@ def _check_float(x: torch.Tensor, dtype: torch.dtype) -> None:
         raise ValueError(f"stochastic_round: dtype {dtype} is not torch.float16 or torch.bfloat16")
 
 
-def draw_seed(generator: torch.Generator | None = None) -> int:
-    """A seed for one stochastic op call, from torch's (default or given) CPU generator."""
-    return int(torch.randint(2**31 - 1, (), generator=generator))
+draw_seed = krandom.draw_seed  # public name: a seed from torch's (default or given) CPU generator
 
 
 def _uniform(x: torch.Tensor, seed: int) -> torch.Tensor:
@@ -100,41 +104,8 @@ def stochastic_round_float_reference(x: torch.Tensor, dtype: torch.dtype, seed: 
 
 
 # ---------------------------------------------------------------- Triton kernels (CUDA; CPU under the interpreter)
-# Random bits: the same counter-based hash as the C++ path (csrc/rounding.cpp), so for one seed
-# the two fast paths give the same bits. (tl.rand would also do; the hash keeps CPU and GPU alike
-# and runs under the interpreter even when triton was imported before TRITON_INTERPRET was set.)
-
-def _fmix32_host(h: int) -> int:
-    """murmur3's 32-bit finaliser, on the host (for the keys)."""
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
-    return h ^ (h >> 16)
-
-
-def _keys(seed: int) -> tuple[int, int]:
-    """The hash keys of csrc/rounding.cpp `keys_for(seed, 0)`, as signed int32 kernel arguments."""
-    k1 = _fmix32_host((seed & 0xFFFFFFFF) ^ _fmix32_host(0x9E3779B9))
-    k2 = _fmix32_host(((seed >> 32) + 0x7F4A7C15 + k1) & 0xFFFFFFFF)
-    return tuple(k - 2**32 if k >= 2**31 else k for k in (k1, k2))
-
-
-@triton.jit
-def _fmix32(h):
-    h ^= h >> 16
-    h *= 0x85EBCA6B
-    h ^= h >> 13
-    h *= 0xC2B2AE35
-    h ^= h >> 16
-    return h
-
-
-@triton.jit
-def _hash(offs, k1, k2):
-    index = offs.to(tl.uint32, bitcast=True)
-    return _fmix32(index * 0x9E3779B1 + k1.to(tl.uint32, bitcast=True)) ^ k2.to(tl.uint32, bitcast=True)
-
+# Random bits: the same counter-based hash as the C++ path (kernels/_common/random.py `rounding_keys`,
+# `tl_rounding_hash`; random.h), so for one seed the two fast paths give the same bits.
 
 @triton.jit
 def _round_fixed_kernel(x_ptr, out_ptr, n, scale, inv_scale, lo, hi, k1, k2,
@@ -145,7 +116,7 @@ def _round_fixed_kernel(x_ptr, out_ptr, n, scale, inv_scale, lo, hi, k1, k2,
     y = tl.where(y < lo, lo, tl.where(y > hi, hi, y))
     if STOCHASTIC:
         floor = tl.floor(y)
-        u = (_hash(offs, k1, k2) >> 8).to(tl.float32) * 5.9604644775390625e-08  # [0, 1), 2^-24 grid
+        u = tl_uniform24(tl_rounding_hash(offs, k1, k2))  # [0, 1), 2^-24 grid
         q = floor + tl.where(u < y - floor, 1.0, 0.0)
     else:
         q = tl.ceil(y - 0.5) + 0.0
@@ -157,7 +128,7 @@ def _stochastic_bf16_kernel(x_ptr, out_ptr, n, k1, k2, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     bits = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.uint32, bitcast=True)
-    r = _hash(offs, k1, k2) >> 16
+    r = tl_rounding_hash(offs, k1, k2) >> 16
     nan = (bits & 0x7FFFFFFF) > 0x7F800000
     res = tl.where(nan, (bits >> 16) | 0x40, (bits + r) >> 16)  # add 16 random low bits, truncate
     tl.store(out_ptr + offs, res.to(tl.int16), mask=mask)
@@ -170,7 +141,7 @@ def _stochastic_fp16_kernel(x_ptr, out_ptr, n, k1, k2, BLOCK: tl.constexpr):
     bits = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.uint32, bitcast=True)
     sign = (bits >> 16) & 0x8000
     mag = bits & 0x7FFFFFFF
-    h = _hash(offs, k1, k2)
+    h = tl_rounding_hash(offs, k1, k2)
     up = (mag + (h >> 19)) & 0xFFFFE000  # normal range: add 13 random low bits, truncate
     normal = tl.where(up >= 0x47800000, 0x7C00, (((up >> 23) - 112) << 10) | ((up >> 13) & 0x3FF))
     # fp16 subnormal range: |x| = m * 2^-sh in units of 2^-24 (as in csrc/rounding.cpp)
@@ -200,8 +171,8 @@ def _round_fixed_triton(x: torch.Tensor, il: int, fl: int, stochastic: bool, see
     x = x.contiguous()
     out = torch.empty_like(x) if out is None else out
     top = 2.0 ** (il + fl - 1)
-    _round_fixed_kernel[_grid(x.numel())](x, out, x.numel(), 2.0**fl, 2.0**-fl, -top, top - 1, *_keys(seed),
-                                          STOCHASTIC=stochastic, BLOCK=_BLOCK)
+    _round_fixed_kernel[_grid(x.numel())](x, out, x.numel(), 2.0**fl, 2.0**-fl, -top, top - 1,
+                                          *krandom.rounding_keys(seed), STOCHASTIC=stochastic, BLOCK=_BLOCK)
     return out
 
 
@@ -209,26 +180,14 @@ def _stochastic_round_triton(x: torch.Tensor, dtype: torch.dtype, seed: int) -> 
     x = x.contiguous()
     out = torch.empty(x.shape, dtype=dtype, device=x.device)
     kernel = _stochastic_fp16_kernel if dtype == torch.float16 else _stochastic_bf16_kernel
-    kernel[_grid(x.numel())](x, out.view(torch.int16), x.numel(), *_keys(seed), BLOCK=_BLOCK)
+    kernel[_grid(x.numel())](x, out.view(torch.int16), x.numel(), *krandom.rounding_keys(seed), BLOCK=_BLOCK)
     return out
 
 
-# ---------------------------------------------------------------- C++ fast path and dispatch
-
-@functools.cache
-def _cpp():
-    """The compiled ops, or None when the C++ fast path cannot build here (then: the reference)."""
-    try:
-        return _build.load("rounding")
-    except _build.FastPathUnavailable:
-        return None
-
+# ---------------------------------------------------------------- C++ fast path and the implementations
 
 def _round_fixed_cpp(x, il, fl, stochastic, seed, out=None):
-    ops = _cpp()
-    if ops is None:
-        result = round_fixed_reference(x, il, fl, stochastic, seed).contiguous()
-        return result if out is None else out.copy_(result)
+    ops = build.load("rounding")
     if out is None:
         return ops.round_fixed(x, il, fl, stochastic, seed)
     ops.round_fixed_out(x, il, fl, stochastic, seed, out)
@@ -236,23 +195,36 @@ def _round_fixed_cpp(x, il, fl, stochastic, seed, out=None):
 
 
 def _stochastic_round_cpp(x, dtype, seed):
-    ops = _cpp()
-    if ops is None:
-        return stochastic_round_float_reference(x, dtype, seed).contiguous()
+    ops = build.load("rounding")
     fn = ops.stochastic_round_fp16 if dtype == torch.float16 else ops.stochastic_round_bf16
     return fn(x, seed)
 
 
-@torch.library.custom_op("effitrain::round_fixed", mutates_args=(), device_types="cpu")
+def _round_fixed_ref(x, il, fl, stochastic, seed, out=None):
+    """The reference with the fast paths' calling convention: contiguous, or written into `out`."""
+    result = round_fixed_reference(x, il, fl, stochastic, seed).contiguous()
+    return result if out is None else out.copy_(result)
+
+
+def _stochastic_round_ref(x, dtype, seed):
+    return stochastic_round_float_reference(x, dtype, seed).contiguous()
+
+
+# fp32 in, so no dtype filter: the ops refuse other dtypes before any path runs.
+_ROUND_FIXED = dispatch.Implementations(
+    "round_fixed", dispatch.reference(_round_fixed_ref), dispatch.cpp("rounding", _round_fixed_cpp),
+    dispatch.triton(_round_fixed_triton))
+_STOCHASTIC_ROUND = dispatch.Implementations(
+    "stochastic_round", dispatch.reference(_stochastic_round_ref), dispatch.cpp("rounding", _stochastic_round_cpp),
+    dispatch.triton(_stochastic_round_triton))
+
+
+# ---------------------------------------------------------------- custom ops (one kernel for every device)
+
+@torch.library.custom_op("effitrain::round_fixed", mutates_args=())
 def _round_fixed_op(x: torch.Tensor, il: int, fl: int, stochastic: bool, seed: int) -> torch.Tensor:
     _check_fixed(x, il, fl)
-    return _round_fixed_cpp(x, il, fl, stochastic, seed)
-
-
-@_round_fixed_op.register_kernel("cuda")
-def _(x, il, fl, stochastic, seed):
-    _check_fixed(x, il, fl)
-    return _round_fixed_triton(x, il, fl, stochastic, seed)
+    return _ROUND_FIXED.pick("auto", x).fn(x, il, fl, stochastic, seed)
 
 
 @_round_fixed_op.register_fake
@@ -266,19 +238,12 @@ def _check_out(x: torch.Tensor, out: torch.Tensor) -> None:
                          f"{x.device}, got {out.dtype} {tuple(out.shape)} on {out.device}")
 
 
-@torch.library.custom_op("effitrain::round_fixed_out", mutates_args=("out",), device_types="cpu")
+@torch.library.custom_op("effitrain::round_fixed_out", mutates_args=("out",))
 def _round_fixed_out_op(x: torch.Tensor, il: int, fl: int, stochastic: bool, seed: int, out: torch.Tensor) -> None:
     """`round_fixed` written into `out` (which may be `x`): no allocation, for parameters and benchmarks."""
     _check_fixed(x, il, fl)
     _check_out(x, out)
-    _round_fixed_cpp(x, il, fl, stochastic, seed, out)
-
-
-@_round_fixed_out_op.register_kernel("cuda")
-def _(x, il, fl, stochastic, seed, out):
-    _check_fixed(x, il, fl)
-    _check_out(x, out)
-    _round_fixed_triton(x, il, fl, stochastic, seed, out)
+    _ROUND_FIXED.pick("auto", x).fn(x, il, fl, stochastic, seed, out)
 
 
 @_round_fixed_out_op.register_fake
@@ -286,16 +251,10 @@ def _(x, il, fl, stochastic, seed, out):
     return None
 
 
-@torch.library.custom_op("effitrain::stochastic_round_float", mutates_args=(), device_types="cpu")
+@torch.library.custom_op("effitrain::stochastic_round_float", mutates_args=())
 def _stochastic_round_op(x: torch.Tensor, dtype: torch.dtype, seed: int) -> torch.Tensor:
     _check_float(x, dtype)
-    return _stochastic_round_cpp(x, dtype, seed)
-
-
-@_stochastic_round_op.register_kernel("cuda")
-def _(x, dtype, seed):
-    _check_float(x, dtype)
-    return _stochastic_round_triton(x, dtype, seed)
+    return _STOCHASTIC_ROUND.pick("auto", x).fn(x, dtype, seed)
 
 
 @_stochastic_round_op.register_fake
@@ -321,14 +280,6 @@ _stochastic_round_op.register_autograd(_straight_through, setup_context=_context
 
 # ---------------------------------------------------------------- public API
 
-def _pick(impl: str, x: torch.Tensor, paths: dict):
-    if impl not in IMPLS:
-        raise ValueError(f"impl '{impl}' is not one of {', '.join(IMPLS)}")
-    if impl == "cpp" and x.device.type != "cpu":
-        raise ValueError(f"impl 'cpp' needs a CPU tensor, got {x.device}")
-    return paths[impl]
-
-
 def round_fixed(x: torch.Tensor, il: int, fl: int, rounding: str = "nearest", seed: int | None = None,
                 impl: str = "auto", generator: torch.Generator | None = None,
                 out: torch.Tensor | None = None) -> torch.Tensor:
@@ -336,34 +287,35 @@ def round_fixed(x: torch.Tensor, il: int, fl: int, rounding: str = "nearest", se
 
     impl="auto" goes through the custom op: differentiable (straight-through) unless `out` is given
     (then it writes into `out`, which may be `x`, and returns it; use it under no_grad). The other
-    impls call one path directly, for tests and benchmarks.
+    impls call one path directly, for tests and benchmarks (kernels/_common/dispatch.py).
+    `seed=None` draws one from `generator` (default: torch's) for stochastic rounding.
     """
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding '{rounding}' is not one of {', '.join(ROUNDINGS)}")
     _check_fixed(x, il, fl)
-    seed = draw_seed(generator) if seed is None and rounding == "stochastic" else (seed or 0)
-    stochastic = rounding == "stochastic"
+    dispatch.check_impl(impl)
+    stochastic = rounding == "stochastic"  # nearest draws no seed (and uses none)
+    seed = krandom.seed_or_draw(seed, generator) if stochastic else krandom.check_seed(seed or 0)
     if out is not None:
         _check_out(x, out)
-        if impl == "auto":
-            torch.ops.effitrain.round_fixed_out(x, il, fl, stochastic, seed, out)
-            return out
-        result = round_fixed(x, il, fl, rounding, seed, impl)
-        return out.copy_(result)
-    fn = _pick(impl, x, {"auto": torch.ops.effitrain.round_fixed, "reference": round_fixed_reference,
-                         "cpp": _round_fixed_cpp, "triton": _round_fixed_triton})
-    return fn(x, il, fl, stochastic, seed)
+    if impl == "auto" and out is None:
+        return torch.ops.effitrain.round_fixed(x, il, fl, stochastic, seed)
+    if impl == "auto":
+        torch.ops.effitrain.round_fixed_out(x, il, fl, stochastic, seed, out)
+        return out
+    result = _ROUND_FIXED.pick(impl, x).fn(x, il, fl, stochastic, seed)
+    return result if out is None else out.copy_(result)
 
 
 def stochastic_round(x: torch.Tensor, dtype: torch.dtype, seed: int | None = None, impl: str = "auto",
                      generator: torch.Generator | None = None) -> torch.Tensor:
     """Stochastically round fp32 `x` to `dtype` (torch.float16 or torch.bfloat16); straight-through gradient."""
     _check_float(x, dtype)
-    seed = draw_seed(generator) if seed is None else seed
-    fn = _pick(impl, x, {"auto": torch.ops.effitrain.stochastic_round_float,
-                         "reference": stochastic_round_float_reference, "cpp": _stochastic_round_cpp,
-                         "triton": _stochastic_round_triton})
-    return fn(x, dtype, seed)
+    dispatch.check_impl(impl)
+    seed = krandom.seed_or_draw(seed, generator)
+    if impl == "auto":
+        return torch.ops.effitrain.stochastic_round_float(x, dtype, seed)
+    return _STOCHASTIC_ROUND.pick(impl, x).fn(x, dtype, seed)
 
 
 # ---------------------------------------------------------------- quick benchmarks (`effitrain bench kernels`)
@@ -394,7 +346,8 @@ def _bench_float(dtype: torch.dtype):
 
 
 register_bench(OpBench("round_fixed_stochastic", "memory", _bench_fixed(True, into=True), goal=0.7,
-                       note="fp32 -> <4,12> stochastic into a preallocated output, 2^25 elements; 4 B read + 4 B written"))
+                       note="fp32 -> <4,12> stochastic into a preallocated output, 2^25 elements; "
+                            "4 B read + 4 B written"))
 register_bench(OpBench("round_fixed_nearest", "memory", _bench_fixed(False, into=True), goal=0.7,
                        note="fp32 -> <4,12> nearest into a preallocated output, 2^25 elements"))
 register_bench(OpBench("round_fixed_stochastic_alloc", "memory", _bench_fixed(True, into=False),
@@ -404,3 +357,63 @@ register_bench(OpBench("stochastic_round_bf16", "memory", _bench_float(torch.bfl
                        note="fp32 -> bf16 stochastic, allocating, 2^25 elements; 4 B read + 2 B written"))
 register_bench(OpBench("stochastic_round_fp16", "memory", _bench_float(torch.float16),
                        note="fp32 -> fp16 stochastic, allocating, 2^25 elements; 4 B read + 2 B written"))
+
+
+# ---------------------------------------------------------------- the contract test's declaration
+
+def _stochastic_inputs() -> tuple[torch.Tensor]:
+    """Values between grid points (and fp16 subnormals, zeros, saturating ones), each 16 times: the
+    contract test pools elements, so a small bias shows."""
+    gen = torch.Generator().manual_seed(0)
+    values = torch.cat([torch.randn(48, generator=gen) * 3,
+                        torch.tensor([3.1, -7.25, 0.001, -0.999, 1e-6, -3e-7, 5e-8, 0.0, -0.0, 1000.3])])
+    return (values.repeat(16),)
+
+
+def _nearest_inputs() -> tuple[torch.Tensor]:
+    """Ties, grid points, range ends, out-of-range, signed zeros, subnormals, inf and NaN, plus random."""
+    gen = torch.Generator().manual_seed(0)
+    special = torch.tensor([0.0, -0.0, 0.5, -0.5, 1.5, -2.5, 2.0**-9, -(2.0**-9), 3 * 2.0**-9, 127.99, 128.0,
+                            -128.0, -129.0, 1e30, -1e30, 1e-42, float("inf"), float("-inf"), float("nan")])
+    return (torch.cat([special, torch.randn(2000, generator=gen) * 4, torch.randn(500, generator=gen) * 300]),)
+
+
+def _opchecks() -> list[tuple[object, tuple]]:
+    x = torch.randn(33, 5)
+    ops = torch.ops.effitrain
+    return [(ops.round_fixed, (x, 4, 12, True, 7)), (ops.round_fixed, (x.t(), 8, 8, False, 0)),  # non-contiguous
+            (ops.stochastic_round_float, (x, torch.float16, 7)), (ops.stochastic_round_float, (x, torch.bfloat16, 7)),
+            (ops.round_fixed_out, (x, 4, 12, True, 7, torch.empty_like(x)))]
+
+
+_BAD_ROUND_FIXED = (
+    lambda: round_fixed(torch.randn(3), 0, 8),
+    lambda: round_fixed(torch.randn(3), 16, 16),
+    lambda: round_fixed(torch.randn(3).double(), 4, 4),
+    lambda: round_fixed(torch.randn(3), 4, 4, rounding="up"),
+    lambda: round_fixed(torch.randn(3), 4, 4, impl="cuda"),
+    lambda: round_fixed(torch.randn(3), 4, 4, out=torch.empty(4)),
+    lambda: round_fixed(torch.randn(3), 4, 4, "stochastic", seed=-1),
+)
+_BAD_STOCHASTIC_ROUND = (
+    lambda: stochastic_round(torch.randn(3), torch.float32),
+    lambda: stochastic_round(torch.randn(3).half(), torch.bfloat16),
+    lambda: stochastic_round(torch.randn(3), torch.float16, impl="fast"),
+)
+
+
+def _stochastic_round_case(dtype: torch.dtype) -> OpCase:
+    return OpCase(f"stochastic_round[{str(dtype).removeprefix('torch.')}]",
+                  lambda inputs, seed, impl: stochastic_round(inputs[0], dtype, seed, impl),
+                  _stochastic_inputs, _STOCHASTIC_ROUND, stochastic=True, bad_inputs=_BAD_STOCHASTIC_ROUND)
+
+
+CONTRACT = FamilyContract("rounding", ops=(
+    OpCase("round_fixed[nearest]", lambda inputs, seed, impl: round_fixed(inputs[0], 8, 8, "nearest", seed, impl),
+           _nearest_inputs, _ROUND_FIXED, stochastic=False, bad_inputs=_BAD_ROUND_FIXED),
+    OpCase("round_fixed[stochastic]",
+           lambda inputs, seed, impl: round_fixed(inputs[0], 4, 12, "stochastic", seed, impl),
+           _stochastic_inputs, _ROUND_FIXED, stochastic=True, bad_inputs=_BAD_ROUND_FIXED),
+    _stochastic_round_case(torch.float16),
+    _stochastic_round_case(torch.bfloat16),
+), opchecks=_opchecks)

@@ -7,8 +7,9 @@ estimates sigma = sqrt(pi/2) * mean|g| (one pass, unbiased for a zero-mean norma
 tau below which a fraction `rate` of that normal lies, tau = Phi^-1((1 + rate) / 2) * sigma.
 
 Layout: `prune_grad_reference` is the specification; `torch.ops.effitrain.prune_grad` is the
-custom op (CPU: the C++ fast path in csrc/sparsify.cpp when it builds, else the reference; CUDA:
-the Triton kernel below); `prune_grad(..., impl=)` picks a path for tests and benchmarks. The op is
+custom op, whose kernel runs the path kernels/_common/dispatch.py picks from `_PRUNE_GRAD` (CPU:
+the C++ fast path in csrc/sparsify.cpp when it builds, else the reference; CUDA: the Triton kernel
+below); `prune_grad(..., impl=)` runs one path directly for tests and benchmarks. The op is
 memory-bound (read g, write the result: 8 bytes per fp32 element), registered as an `OpBench`.
 """
 
@@ -20,16 +21,20 @@ import statistics
 import torch
 from torch import Tensor
 
-from kernels._build import FastPathUnavailable, load
-from kernels._machine import OpBench, register_bench
+from kernels._common import build, dispatch
+from kernels._common import random as krandom
+from kernels._common.contract import FamilyContract, OpCase
+from kernels._common.machine import OpBench, register_bench
 
 try:  # the Triton kernel is decorated at import (tests set TRITON_INTERPRET=1 first when there is no GPU)
     import triton
     import triton.language as tl
+
+    from kernels._common.random import tl_sparsify_hash, tl_uniform24
 except ImportError:  # pragma: no cover - Triton ships with torch on Linux
     triton = None
 
-IMPLS = ("auto", "reference", "cpp", "triton")
+IMPLS = dispatch.IMPLS
 _BLOCK = 1024  # Triton elements per program
 
 
@@ -83,53 +88,23 @@ def expected_sparsity(rate: float) -> float:
 # ---------------------------------------------------------------- fast paths
 
 # Random bits on both fast paths: u = top 24 bits of fmix32(fmix32(i ^ k0) + k1) for element i, murmur3's
-# 32-bit finaliser with keys from the seed, exactly as csrc/sparsify.cpp computes them, so for one seed the
-# C++ and Triton paths give the same bits. (Not tl.rand: it fails under the interpreter when triton was
-# imported before TRITON_INTERPRET was set, as the test harness does.)
-
-def _fmix32(h: int) -> int:
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
-    return h ^ (h >> 16)
-
-
-def _keys(seed: int) -> tuple[int, int]:
-    """csrc/sparsify.cpp's (key0, key1) for indices below 2^32, as signed int32 kernel arguments."""
-    seed &= 0xFFFFFFFFFFFFFFFF
-    k0 = _fmix32((seed & 0xFFFFFFFF) ^ _fmix32(0x9E3779B9))
-    k1 = _fmix32(((seed >> 32) + 0x7F4A7C15) & 0xFFFFFFFF)
-    return tuple(k - 2**32 if k >= 2**31 else k for k in (k0, k1))
-
+# 32-bit finaliser with keys from the seed (kernels/_common/random.py `sparsify_keys`, `tl_sparsify_hash`;
+# random.h), so for one seed the C++ and Triton paths give the same bits.
 
 if triton is not None:
-    @triton.jit
-    def _mix(h):
-        h ^= h >> 16
-        h *= 0x85EBCA6B
-        h ^= h >> 13
-        h *= 0xC2B2AE35
-        h ^= h >> 16
-        return h
-
     @triton.jit
     def _prune_kernel(g_ptr, out_ptr, tau_ptr, n, k0, k1, BLOCK: tl.constexpr):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < n
         x = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         t = tl.load(tau_ptr).to(tl.float32)
-        index = offs.to(tl.uint32, bitcast=True)
-        h = _mix(_mix(index ^ k0.to(tl.uint32, bitcast=True)) + k1.to(tl.uint32, bitcast=True))
-        u = (h >> 8).to(tl.float32) * 5.9604644775390625e-08  # 2^-24: uniform on [0, 1)
+        u = tl_uniform24(tl_sparsify_hash(offs, k0, k1))  # uniform on [0, 1), 2^-24 grid
         a = tl.abs(x)
         kept = tl.where(u * t < a, tl.where(x < 0, -t, t), 0.0)  # P(kept) = |x| / tau
         tl.store(out_ptr + offs, tl.where(a < t, kept, x).to(out_ptr.dtype.element_ty), mask=mask)
 
 
 def _prune_triton(g: Tensor, tau: Tensor, seed: int) -> Tensor:
-    if triton is None:
-        raise FastPathUnavailable("Triton is not installed")
     src = g.contiguous()
     out = torch.empty_like(src)
     n = src.numel()
@@ -137,36 +112,29 @@ def _prune_triton(g: Tensor, tau: Tensor, seed: int) -> Tensor:
         raise ValueError(f"the Triton path takes fewer than 2^31 elements, got {n}")
     if n:
         t = tau.to(device=g.device, dtype=torch.float32).reshape(1)
-        _prune_kernel[(triton.cdiv(n, _BLOCK),)](src, out, t, n, *_keys(int(seed)), BLOCK=_BLOCK)
+        _prune_kernel[(triton.cdiv(n, _BLOCK),)](src, out, t, n, *krandom.sparsify_keys(int(seed)), BLOCK=_BLOCK)
     return out
 
 
 def _prune_cpp(g: Tensor, tau: Tensor, seed: int) -> Tensor:
-    ops = load("sparsify")
+    ops = build.load("sparsify")
     if g.dtype == torch.float32:
         return ops.prune_grad(g, tau, seed)
     return ops.prune_grad(g.float(), tau, seed).to(g.dtype)  # bf16/fp16 gradients: compute in fp32
+
+
+# Any floating dtype: the C++ path computes bf16/fp16 gradients in fp32.
+_PRUNE_GRAD = dispatch.Implementations(
+    "prune_grad", dispatch.reference(prune_grad_reference), dispatch.cpp("sparsify", _prune_cpp),
+    dispatch.triton(_prune_triton))
 
 
 # ---------------------------------------------------------------- the custom op
 
 @torch.library.custom_op("effitrain::prune_grad", mutates_args=())
 def prune_grad_op(g: Tensor, tau: Tensor, seed: int) -> Tensor:
-    """Stochastic activation-gradient pruning; devices without a kernel run the reference."""
-    return prune_grad_reference(g, tau, seed)
-
-
-@prune_grad_op.register_kernel("cpu")
-def _(g: Tensor, tau: Tensor, seed: int) -> Tensor:
-    try:
-        return _prune_cpp(g, tau, seed)
-    except FastPathUnavailable:
-        return prune_grad_reference(g, tau, seed)
-
-
-@prune_grad_op.register_kernel("cuda")
-def _(g: Tensor, tau: Tensor, seed: int) -> Tensor:
-    return _prune_triton(g, tau, seed)
+    """Stochastic activation-gradient pruning, on the path `_PRUNE_GRAD` picks for g's device."""
+    return _PRUNE_GRAD.pick("auto", g).fn(g, tau, seed)
 
 
 @prune_grad_op.register_fake
@@ -183,9 +151,11 @@ prune_grad_op.register_autograd(_backward)
 
 
 def prune_grad(g: Tensor, tau: Tensor | float, seed: int | None = None, impl: str = "auto") -> Tensor:
-    """Prune `g` at threshold `tau`; `seed=None` draws one from torch's global generator."""
-    if impl not in IMPLS:
-        raise ValueError(f"impl {impl!r} is not one of {', '.join(IMPLS)}")
+    """Prune `g` at threshold `tau`; `seed=None` draws one from torch's global generator.
+
+    impl="auto" goes through the custom op (straight-through gradient); a path name runs that
+    path directly (kernels/_common/dispatch.py)."""
+    dispatch.check_impl(impl)
     if not isinstance(g, Tensor) or not g.is_floating_point():
         raise ValueError(f"g must be a floating-point tensor, got {type(g).__name__} "
                          f"{getattr(g, 'dtype', '')}")
@@ -194,10 +164,10 @@ def prune_grad(g: Tensor, tau: Tensor | float, seed: int | None = None, impl: st
     tau_t = torch.as_tensor(tau, dtype=torch.float32, device=g.device)
     if tau_t.numel() != 1:
         raise ValueError(f"tau must have one element, got shape {tuple(tau_t.shape)}")
-    if seed is None:
-        seed = int(torch.randint(2**31 - 1, ()))
-    paths = {"auto": prune_grad_op, "reference": prune_grad_reference, "cpp": _prune_cpp, "triton": _prune_triton}
-    return paths[impl](g, tau_t.reshape(()), int(seed))
+    seed = krandom.seed_or_draw(seed)
+    if impl == "auto":
+        return prune_grad_op(g, tau_t.reshape(()), seed)
+    return _PRUNE_GRAD.pick(impl, g).fn(g, tau_t.reshape(()), seed)
 
 
 # ---------------------------------------------------------------- benchmark registration
@@ -211,3 +181,30 @@ def _bench(device: str):
 
 register_bench(OpBench("prune_grad", "memory", _bench,
                        note="stochastic activation-gradient pruning (Ye et al. 2019), fp32, tau at p = 0.9"))
+
+
+# ---------------------------------------------------------------- the contract test's declaration
+
+def _contract_inputs() -> tuple[Tensor, Tensor]:
+    """Gradients on both sides of tau (some exactly at it, some zero), and tau as the op takes it."""
+    gen = torch.Generator().manual_seed(0)
+    g = torch.cat([torch.randn(60, generator=gen) * 2.0, torch.tensor([1.5, -1.5, 0.0, -0.0])])
+    return g.repeat(16), torch.tensor(1.5)  # repeated: the contract test pools elements
+
+
+def _opchecks() -> list[tuple[object, tuple]]:
+    op = torch.ops.effitrain.prune_grad
+    return [(op, (torch.randn(6, 7), torch.tensor(0.8), 5)),
+            (op, (torch.randn(4, 3, requires_grad=True), torch.tensor(0.5), 1))]
+
+
+CONTRACT = FamilyContract("sparsify", ops=(
+    OpCase("prune_grad", lambda inputs, seed, impl: prune_grad(inputs[0], inputs[1], seed, impl),
+           _contract_inputs, _PRUNE_GRAD, stochastic=True, bad_inputs=(
+               lambda: prune_grad(torch.randn(3), 1.0, impl="fortran"),
+               lambda: prune_grad(torch.randn(3), -1.0),
+               lambda: prune_grad(torch.arange(3), 1.0),
+               lambda: prune_grad(torch.randn(3), torch.ones(2)),
+               lambda: prune_grad(torch.randn(3), 1.0, seed=2**63),
+           )),
+), opchecks=_opchecks)

@@ -53,7 +53,8 @@ CARD = PaperCard(
           "measured value (nearest minus stochastic at FL=8) should be clearly negative. Rounding points "
           "(ours, from the paper's description): each wrapped layer's output (after wide fp32 accumulation) "
           "and the network input are rounded in forward, except the logits, which reach the loss unrounded "
-          "(rounded to <2,14> they saturate at +-2 and training collapses: measured 24.8% test accuracy); the errors flowing back into them are rounded in "
+          "(rounded to <2,14> they saturate at +-2 and training collapses: measured 24.8% test accuracy); "
+          "the errors flowing back into them are rounded in "
           "backward; weight gradients are rounded before the update and weights after it, with no fp32 "
           "master copy. Round-to-nearest breaks ties toward -inf (the paper's Eq. 1). The paper text was "
           "not readable from this environment, so its hyperparameters are not quoted: the paper-scale "
@@ -196,7 +197,8 @@ def recipe(scale: str) -> Recipe:
     """MNIST fully connected network; smoke: synthetic, 3 arms; cpu: smaller net, 7 arms in ~2-3 minutes."""
     smoke, paper = scale == "smoke", scale == "paper"
     common = dict(name="gupta2015_mnist_fc", scale=scale, flatten=True, schedule=None, arms=_arms(scale),
-                  baseline_arm="fp32", paper=CARD.id, target=Target("val/acc", {"smoke": 0.5, "cpu": 0.93, "paper": 0.95}[scale]))
+                  baseline_arm="fp32", paper=CARD.id,
+                  target=Target("val/acc", {"smoke": 0.5, "cpu": 0.93, "paper": 0.95}[scale]))
     if smoke:
         return Recipe(dataset="synthetic", model=mlp((32,)), budget=Budget(steps=4), batch_size=32,
                       optim={"name": "sgd", "lr": 0.1}, eval_every_n_steps=2, n_val=64,

@@ -89,7 +89,8 @@ class Distillation(Technique):
 
     def __init__(self, temperature: float = 20.0, hard_weight: float = 0.1) -> None:
         if temperature <= 0 or not 0.0 <= hard_weight <= 1.0:
-            raise ValueError(f"distillation: temperature={temperature} must be > 0 and hard_weight={hard_weight} in [0, 1]")
+            raise ValueError(f"distillation: temperature={temperature} must be > 0 and "
+                             f"hard_weight={hard_weight} in [0, 1]")
         self.temperature, self.hard_weight = temperature, hard_weight
         self.teacher: torch.nn.Module | None = None
 

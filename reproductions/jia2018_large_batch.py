@@ -67,7 +67,7 @@ CARD = PaperCard(
           "of all four arms is sized to about 2 minutes on an idle 2-core machine (timings taken under load). The "
           "cpu LARS lr (10) is ours, lightly tuned on seed 0 (batch 4096: lr 5 and 20 gave 93.7% and 95.3% test; "
           "batch 2048: lr 10 gave 98.2%). The paper recipe names dataset "
-          "'imagenet', which needs an ImageNet loader in harness/data.py; its target (75% val) is ours.",
+          "'imagenet' (ILSVRC-2012, streamed; fetched by hand from image-net.org); its target (75% val) is ours.",
     bibtex="@article{jia2018highly,\n  title={Highly Scalable Deep Learning Training System with Mixed-Precision: "
            "Training ImageNet in Four Minutes},\n  author={Jia, Xianyan and Song, Shutao and He, Wei and others},\n"
            "  journal={arXiv preprint arXiv:1807.11205},\n  year={2018}\n}",
@@ -239,6 +239,7 @@ def recipe(scale: str) -> Recipe:
     if scale == "paper":  # AlexNet, 95 epochs (abstract); a reference arm: no speedup against ResNet-50
         arms.append(Arm("alexnet_lars_bf16", techniques=("lars", "bf16_autocast"), reference=True,
                         description="AlexNet, LARS + bf16, 95 epochs",
-                        overrides=_large(scale, s["lars_lr"], model=torchvision_model("alexnet"), budget={"epochs": 95})))
+                        overrides=_large(scale, s["lars_lr"], model=torchvision_model("alexnet"),
+                                         budget={"epochs": 95})))
     base = _base(scale)
     return replace(base, arms=tuple(arms))

@@ -142,7 +142,8 @@ def approx_weight_grad(x: torch.Tensor, grad: torch.Tensor, weight_shape: torch.
     if g.numel() == 0:  # the phase missed every output position (output smaller than the stride)
         return grad.new_zeros(weight_shape)
     x = F.pad(x, (padding[1], padding[1], padding[0], padding[0]))
-    rows = (g.shape[2] - 1) * stride[0] * s + dilation[0] * (weight_shape[2] - 1) + 1  # input rows the kept outputs read
+    # input rows the kept outputs read
+    rows = (g.shape[2] - 1) * stride[0] * s + dilation[0] * (weight_shape[2] - 1) + 1
     cols = (g.shape[3] - 1) * stride[1] * s + dilation[1] * (weight_shape[3] - 1) + 1
     x = x[:, :, a * stride[0]: a * stride[0] + rows, b * stride[1]: b * stride[1] + cols]
     return conv2d_weight(x, weight_shape, g, (stride[0] * s, stride[1] * s), 0, dilation) * float(s * s)
@@ -181,7 +182,7 @@ class ApproxConv2d(nn.Conv2d):
     method, keep_fraction, spatial_stride = "spatial", 0.5, 2
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d, method: str, keep_fraction: float, spatial_stride: int) -> "ApproxConv2d":
+    def from_conv(cls, conv: nn.Conv2d, method: str, keep_fraction: float, spatial_stride: int) -> ApproxConv2d:
         """Same Parameters, buffers and hooks (the module's state is shared, not copied)."""
         new = cls.__new__(cls)
         new.__dict__.update(conv.__dict__)

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny synthetic recipe and an MLflow store in a temp dir."""
+"""Shared fixtures: a temp project dir with its own MLflow store, private caches. (Builders: tests/tiny.py,
+tests/helpers.py.)"""
 
 from __future__ import annotations
 
@@ -15,21 +16,7 @@ if not torch.cuda.is_available():
 
 import pytest  # noqa: E402
 
-from harness.measure import Budget, Target  # noqa: E402
-from harness.models import mlp  # noqa: E402
-from harness.recipes import Arm, Recipe  # noqa: E402
-
 torch.set_num_threads(min(2, os.cpu_count() or 1))
-
-
-def tiny_recipe(arms=(Arm("baseline"),), baseline="baseline", **kw) -> Recipe:
-    """A synthetic 28x28 recipe that trains in well under a second."""
-    fields = dict(name="tiny", scale="smoke", dataset="synthetic", model=mlp((32,)), budget=Budget(steps=2),
-                  target=Target("val/acc", 0.5), optim={"name": "sgd", "lr": 0.05, "momentum": 0.9},
-                  batch_size=32, eval_every_n_steps=1, n_val=64, flatten=True, arms=tuple(arms),
-                  baseline_arm=baseline)
-    fields.update(kw)
-    return Recipe(**fields)
 
 
 @pytest.fixture
@@ -42,6 +29,7 @@ def project(tmp_path, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    """Decoded-dataset caches go to the test's temp dir, never the user's ~/.cache."""
+def _private_dirs(tmp_path, monkeypatch):
+    """Caches, the run store and the default MLflow store go to the test's temp dir, never the user's."""
     monkeypatch.setenv("EFFITRAIN_CACHE", str(tmp_path / ".cache"))
+    monkeypatch.setenv("EFFITRAIN_HOME", str(tmp_path))

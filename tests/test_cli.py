@@ -54,7 +54,16 @@ def test_a_test_accuracy_target_scores_the_test_set_at_each_evaluation(project):
 
 @pytest.mark.parametrize("argv, message", [
     (["reproduce", "no_such_paper", "--scale", "smoke"], "unknown paper"),
-    (["reproduce", "hinton2015_distillation", "--scale", "huge"], "scale 'huge'"),
+    (["reproduce", "hinton2015_distillation", "--scale", "huge"], "invalid choice: 'huge'"),
+    (["reproduce", "hinton2015_distillation", "--scale", "smoke", "--tag", "../../x"], "--tag '../../x'"),
+    (["reproduce", "hinton2015_distillation", "--scale", "smoke", "--tag", "a/b"], "--tag 'a/b'"),
+    (["reproduce", "hinton2015_distillation", "--scale", "smoke", "--set", "target.value=1.5"],
+     "outside the metric's range"),
+    (["reproduce", "hinton2015_distillation", "--scale", "smoke", "--set", "target.metric=val/vibes"],
+     "target metric 'val/vibes'"),
+    (["reproduce", "hinton2015_distillation", "--scale", "smoke", "--rerun", "--resume"], "not allowed with"),
+    (["reproduce", "hinton2015_distillation", "--scale", "smoke", "--executor", "slurm"], "invalid choice"),
+    (["-q", "-v", "list"], "not allowed with"),
     (["reproduce", "hinton2015_distillation", "--scale", "smoke", "--seeds", "0"], "--seeds 0"),
     (["reproduce", "hinton2015_distillation", "--scale", "smoke", "--set", "budget.epochs=-1"], "budget epochs=-1"),
     (["reproduce", "hinton2015_distillation", "--scale", "smoke", "--set", "budget.bogus=1"], "budget.<field>"),
@@ -89,3 +98,38 @@ def test_params_with_an_unknown_tag_is_refused(project, capsys):
     (project / "params.yaml").write_text("reproduce: {scale: smoke, seeds: 1, tag: nope}\nbudgets: {}\n")
     assert main(["reproduce", "hinton2015_distillation", "--params", "params.yaml"]) == 2
     assert "no budgets.nope" in capsys.readouterr().err
+
+
+def test_explicit_flags_beat_params(project):
+    (project / "params.yaml").write_text(
+        "reproduce: {scale: smoke, seeds: 1, tag: quick}\n"
+        "budgets:\n  quick:\n    micikevicius2018_mixed_precision: [budget.steps=2]\n"
+        "  other:\n    micikevicius2018_mixed_precision: [budget.steps=3]\n")
+    assert main(["-q", "reproduce", "micikevicius2018_mixed_precision", "--params", "params.yaml", "--no-track",
+                 "--seeds", "2", "--tag", "other", "--set", "budget.steps=4"]) == 0
+    table = json.loads((project / "reports/runs/micikevicius2018_mixed_precision/smoke-other.json").read_text())
+    assert table["seeds"] == [0, 1]  # --seeds 2 beat the file's 1
+    assert {a["runs"][0]["steps"] for a in table["arms"].values()} == {4}  # --set after budgets.other
+
+
+def test_version_and_help_show_what_there_is(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("effitrain 0.")
+    assert main(["reproduce", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "{smoke,cpu,paper}" in out and "{inprocess,processes,ray}" in out
+
+
+def test_quiet_prints_only_what_was_written(project, capsys):
+    assert main(["-q", "run", "--recipe", "mnist_cnn", "--scale", "smoke", "--technique", "bf16_autocast",
+                 "--set", "budget.steps=2", "--no-track"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out.strip().startswith("results: ")
+
+
+def test_progress_says_where_it_is_and_how_long_is_left(project, capsys):
+    assert main(["run", "--recipe", "mnist_cnn", "--scale", "smoke", "--technique", "bf16_autocast", "--seeds", "2",
+                 "--set", "budget.steps=2", "--no-track"]) == 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("[run-mnist_cnn ")]
+    assert [ln.split("]")[0] for ln in lines] == [f"[run-mnist_cnn {i}/4" for i in range(1, 5)]
+    assert "left" in lines[0] and "done in" in lines[-1]

@@ -8,6 +8,7 @@ import io
 import pickle
 import struct
 import tarfile
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 from PIL import Image
 
 from harness import data as D
+from harness.data.formats import jpeg_tar
 
 REAL_ROOT = Path(__file__).resolve().parents[1] / "datasets"
 
@@ -171,7 +173,7 @@ def test_jpeg_tarball_decodes_in_sorted_order_and_caches(tmp_path, monkeypatch) 
     def no_decode(_path):
         raise AssertionError("decoded again although the cache matches")
 
-    monkeypatch.setattr(D, "_decode_jpeg_tar", no_decode)
+    monkeypatch.setattr(jpeg_tar, "decode_jpeg_tar", no_decode)
     cached = D.load_cifar10_jpeg75(tmp_path, expected_md5={})
     assert torch.equal(cached.train_x, d.train_x) and cached.classes == d.classes
     assert cached.mean == pytest.approx(d.mean)
@@ -195,10 +197,12 @@ def test_load_dataset_memoises_and_rejects_unknown(tmp_path: Path) -> None:
     a = D.load_dataset("synthetic", tmp_path, n_train=32, n_test=8)
     assert D.load_dataset("synthetic", tmp_path, n_train=32, n_test=8) is a
     assert D.load_dataset("synthetic", tmp_path, n_train=32, n_test=8, seed=1) is not a
-    with pytest.raises(ValueError, match="unknown dataset 'imagenet'; expected one of: mnist"):
-        D.load_dataset("imagenet", tmp_path)
-    assert set(D.DATASETS) == set(D.DATASET_INFO) == {"mnist", "cifar10", "cifar10-jpeg75",
-                                                      "synthetic"}
+    with pytest.raises(ValueError, match="unknown dataset 'svhn'; expected one of: .*mnist"):
+        D.load_dataset("svhn", tmp_path)
+    for name in ("mnist", "cifar10", "cifar10-jpeg75", "cifar100", "stl10", "smallnorb", "imagenet", "synthetic"):
+        assert D.spec_of(name).name == name and D.spec_of(name).kind == ("stream" if name == "imagenet" else "memory")
+    assert set(D.DATASETS) == set(D.DATASET_INFO) >= {"mnist", "cifar10", "cifar10-jpeg75", "cifar100", "stl10",
+                                                      "smallnorb", "imagenet", "synthetic"}  # with plug-ins
 
 
 def test_synthetic_is_deterministic_and_learnable() -> None:
@@ -348,6 +352,61 @@ def test_loader_validates_arguments() -> None:
         _loader(x, y, mean=(0.1, 0.2), std=(1.0, 1.0))
 
 
+def _epoch(loader: D.BatchLoader) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return list(loader)
+
+
+def test_loader_ranks_share_one_permutation_disjointly() -> None:
+    x, y = _data(21)
+    one = _loader(x, y, crop_pad=1, flip=True)
+    assert one.world_size == 1 and one.num_samples == 21  # world_size 1: the single-process stream
+    ranks = [_loader(x, y, crop_pad=1, flip=True, rank=r, world_size=2) for r in (0, 1)]
+    for _ in range(2):  # two epochs, each with its own permutation
+        seen = [torch.cat([yb for _, yb in _epoch(loader)]) for loader in ranks]
+        assert len(seen[0]) == len(seen[1]) == 10  # equal shares: 21 // 2
+        assert not set(seen[0].tolist()) & set(seen[1].tolist())
+        assert len(set(torch.cat(seen).tolist())) == 20  # together: the epoch once, one example sits out
+    order = torch.randperm(21, generator=torch.Generator().manual_seed(7 * 1_000_003 + 0))[:20]
+    first = torch.cat([yb for _, yb in _epoch(_loader(x, y, rank=1, world_size=2))])
+    assert torch.equal(first, order[1::2])  # the same seeded permutation, every 2nd entry from position rank
+    with pytest.raises(ValueError, match="rank 2 and world_size 2"):
+        _loader(x, y, rank=2, world_size=2)
+
+
+@pytest.mark.parametrize("stop_after", [0, 1, 3, 5])
+def test_loader_resumes_with_the_same_batches(stop_after: int) -> None:
+    x, y = _data(23)
+    kw = {"crop_pad": 2, "flip": True, "batch_size": 4, "drop_last": True}
+    reference = _loader(x, y, **kw)
+    expected = _epoch(reference) + _epoch(reference)  # 2 epochs of 5 batches, uninterrupted
+    first = _loader(x, y, **kw)
+    it = iter(first)
+    for _ in range(stop_after):
+        next(it)
+    state = first.state_dict()
+    assert state == {"epoch": stop_after // 5, "batch": stop_after % 5}
+    resumed = _loader(x, y, **kw)
+    resumed.load_state_dict(state)
+    assert resumed.state_dict() == state
+    got = _epoch(resumed) + (_epoch(resumed) if stop_after < 5 else [])
+    assert len(got) == len(expected) - stop_after
+    for (xa, ya), (xb, yb) in zip(got, expected[stop_after:], strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)  # same examples and same crops and flips
+
+
+def test_loader_state_after_whole_epochs_and_bad_states() -> None:
+    x, y = _data(10)
+    loader = _loader(x, y)
+    assert loader.state_dict() == {"epoch": 0, "batch": 0}
+    _epoch(loader)
+    assert loader.state_dict() == {"epoch": 1, "batch": 0}
+    loader.load_state_dict({"epoch": 4, "batch": 3})  # a finished epoch 4 (3 batches) is epoch 5 at batch 0
+    assert loader.state_dict() == {"epoch": 5, "batch": 0}
+    for bad in ({"epoch": 0, "batch": 4}, {"epoch": -1, "batch": 0}, {"epoch": 0}):
+        with pytest.raises(ValueError, match="loader state"):
+            loader.load_state_dict(bad)
+
+
 # ---------- download (no network: only the offline paths) ----------
 
 def test_download_refuses_datasets_without_official_files(tmp_path: Path) -> None:
@@ -367,19 +426,19 @@ def test_download_skips_files_already_good(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "cifar10" / D.CIFAR10_TARBALL
     path.parent.mkdir(parents=True)
     path.write_bytes(b"pretend tarball")
-    monkeypatch.setitem(D.KNOWN_MD5, D.CIFAR10_TARBALL,
+    monkeypatch.setitem(D.spec_of("cifar10").files, D.CIFAR10_TARBALL,
                         (hashlib.md5(b"pretend tarball").hexdigest(),))
-    monkeypatch.setattr(D.urllib.request, "urlopen", _no_network)
+    monkeypatch.setattr(urllib.request, "urlopen", _no_network)
     assert D.download("cifar10", tmp_path) == path.parent
     assert path.read_bytes() == b"pretend tarball"
 
 
 def test_download_keeps_no_file_when_md5_is_wrong(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(D.urllib.request, "urlopen", lambda url, timeout: io.BytesIO(b"junk"))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: io.BytesIO(b"junk"))
     with pytest.raises(D.ChecksumError, match=hashlib.md5(b"junk").hexdigest()):
         D.download("cifar10", tmp_path)
     assert list((tmp_path / "cifar10").iterdir()) == []  # neither the file nor a .part
-    monkeypatch.setitem(D.KNOWN_MD5, D.CIFAR10_TARBALL, (hashlib.md5(b"junk").hexdigest(),))
+    monkeypatch.setitem(D.spec_of("cifar10").files, D.CIFAR10_TARBALL, (hashlib.md5(b"junk").hexdigest(),))
     D.download("cifar10", tmp_path)
     assert [p.name for p in (tmp_path / "cifar10").iterdir()] == [D.CIFAR10_TARBALL]
 
@@ -392,7 +451,7 @@ def test_real_mnist_matches_known_md5() -> None:
     d = D.load_dataset("mnist", REAL_ROOT)
     assert d.train_x.shape == (60000, 1, 28, 28) and d.test_x.shape == (10000, 1, 28, 28)
     assert d.train_y.shape == (60000,) and d.test_y.shape == (10000,)
-    assert all(d.md5[f] in D.KNOWN_MD5[f] for f in d.md5) and len(d.md5) == 4
+    assert all(d.md5[f] in D.spec_of("mnist").files[f] for f in d.md5) and len(d.md5) == 4
     assert torch.bincount(d.train_y).tolist()[:2] == [5923, 6742]
     assert d.mean[0] == pytest.approx(0.1307, abs=1e-4) and d.std[0] == pytest.approx(0.3081,
                                                                                       abs=1e-4)

@@ -1,7 +1,7 @@
 """End to end: the built report opened in headless Chromium (Debian's `chromium`).
 
-The report is built from the committed results tables (and the combinability matrix with its heatmap,
-when `effitrain matrix` has written reports/combinability.json) into a temp dir and served on 127.0.0.1; a
+The report (without its PDF) is built from the committed results tables and the committed combinability
+matrix with its heatmap into a temp dir and served on 127.0.0.1; a
 small check page loads each page in a same-origin iframe, waits for it, and writes what it found
 (tables, images and whether each decoded, links) into its own DOM, which `chromium --dump-dom`
 prints. The index is also screenshotted.
@@ -21,10 +21,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from harness.report import build_report
+from harness.report.build import build_report
 
+pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
-CHECK_PAGE = """<!DOCTYPE html><html><body><iframe id="f" width="1200" height="2000"></iframe><pre id="out">pending</pre>
+CHECK_PAGE = """<!DOCTYPE html><html><body><iframe id="f" width="1200" height="2000"></iframe>
+<pre id="out">pending</pre>
 <script>
 const page = new URLSearchParams(location.search).get("page");
 const frame = document.getElementById("f");
@@ -53,11 +55,9 @@ def served(tmp_path_factory):
     chromium = shutil.which("chromium")
     assert chromium, "the end-to-end report test needs Debian's chromium (apt install chromium chromium-driver)"
     site = tmp_path_factory.mktemp("site")
-    for name in ("combinability.json", "combinability.png"):  # the matrix's outputs, when present
-        if (ROOT / "reports" / name).is_file():
-            (site / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(ROOT / "reports" / name, site / name)
-    build_report(ROOT / "reports" / "runs", site)
+    for name in ("combinability.json", "combinability.png"):  # the matrix's committed outputs
+        shutil.copyfile(ROOT / "reports" / name, site / name)
+    build_report(ROOT / "reports" / "runs", site, pdf=False)
     (site / "_check.html").write_text(CHECK_PAGE, encoding="utf-8")
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -91,20 +91,15 @@ def test_every_page_loads_its_figures_and_tables_and_links_resolve(served, tmp_p
         assert found["images"] and all(i["ok"] for i in found["images"]), f"{page}: {found['images']}"
 
 
-def test_combinability_page_loads_when_present(served, tmp_path):
+def test_combinability_page_loads_with_its_heatmap(served, tmp_path):
     site, base, chromium = served
     index = _inspect(chromium, base, "index.html", tmp_path / "profile")
-    if not (site / "combinability.json").exists():
-        assert "combinability.html" not in index["links"] and not (site / "combinability.html").exists()
-        assert "effitrain matrix --scale cpu --seeds 3" in (site / "index.html").read_text(encoding="utf-8")
-        return
     assert "combinability.html" in index["links"]
     found = _inspect(chromium, base, "combinability.html", tmp_path / "profile")
     assert found["tables"] >= 4, "expected the setting, singles, pairs and provenance tables"
-    assert all(i["ok"] for i in found["images"]), found["images"]
-    heatmap = (site / "combinability.png").exists()
-    assert ("combinability.png" in [i["src"] for i in found["images"]]) == heatmap
+    assert [i["src"] for i in found["images"]] == ["combinability.png"] and found["images"][0]["ok"]
     assert "index.html" in found["links"]
+
 
 def test_index_screenshot(served, tmp_path):
     site, base, chromium = served

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import reproductions.jia2018_large_batch as jia
+from harness.experiments.reproduce import run_recipe
 from harness.recipes import apply_overrides
-from harness.runner import Runner
 
 SPEC = {"name": "sgd", "lr": 0.5, "momentum": 0.9, "weight_decay": 0.1, "no_decay_norm_bias": True}
 
@@ -120,7 +120,7 @@ def test_recipe_arms_share_epochs_and_evaluate_at_similar_sample_counts():
 
 def test_four_arms_train_through_the_runner_on_the_smoke_recipe():
     recipe = apply_overrides(jia.recipe("smoke"), ["budget.steps=2"])
-    table = Runner(progress=False).run(recipe, seeds=[0], card=jia.CARD)
+    table = run_recipe(recipe=recipe, seeds=[0], card=jia.CARD)
     runs = {name: arm["runs"][0] for name, arm in table["arms"].items()}
     assert set(runs) == {"sgd_small", "sgd_large", "lars_large", "lars_large_bf16"}
     for run in runs.values():

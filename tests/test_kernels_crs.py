@@ -1,4 +1,9 @@
-"""Column-row sampling kernels: references, custom ops, C++ and Triton (interpreter) paths."""
+"""Column-row sampling, what is particular to it: the k rule, unbiasedness against the exact product,
+each sampler's pair frequencies, each path computing the estimate of its own draws, gradients through
+the drawn pairs, the FLOP counter and the benchmarks. What every family must do (opcheck, fast paths
+against the reference, seeds, bad input, dispatch, compile, k = K exactly dense) is in
+tests/test_kernels_contract.py. Triton runs under the interpreter without a GPU.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernels import _build, _machine, crs
+from kernels import crs
+from kernels._common import build, machine
 
-needs_cpp = pytest.mark.skipif(not _build.available("crs"), reason="C++ fast path does not build here")
+needs_cpp = pytest.mark.skipif(not build.available("crs"), reason="C++ fast path does not build here")
 
 
 def _pair_inputs(seed=0, M=6, K=12, N=5):
@@ -61,36 +67,13 @@ def test_triton_sampler_draws_pairs_in_proportion_to_norm_products():
 
 @pytest.mark.parametrize("impl", ["auto", "cpp", "triton"])
 def test_fast_paths_compute_the_estimate_of_their_own_draws(impl):
-    if impl == "cpp" and not _build.available("crs"):
+    if impl == "cpp" and not build.available("crs"):
         pytest.skip("C++ fast path does not build here")
     a, b = _pair_inputs(1, M=9, K=40, N=7)
     out, idx = crs.crs_matmul(a, b, 0.25, 1, seed=5, impl=impl, return_indices=True)
     p = _norm_probs(a, b)
     expected = (a[:, idx] / (len(idx) * p[idx])) @ b[idx]
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize("impl", crs.IMPLS)
-def test_full_k_is_exactly_dense(impl):
-    if impl == "cpp" and not _build.available("crs"):
-        pytest.skip("C++ fast path does not build here")
-    a, b = _pair_inputs(2)
-    assert torch.equal(crs.crs_matmul(a, b, 1.0, 1, seed=0, impl=impl), a @ b)
-    assert torch.equal(crs.crs_matmul(a, b, 0.1, 12, seed=0, impl=impl), a @ b)  # minimal_k = K
-    x, w = torch.randn(2, 3, 6, 6), torch.randn(4, 3, 3, 3)
-    assert torch.equal(crs.crs_conv2d(x, w, None, 1, 1, 1, 1.0, 1, seed=0, impl=impl), F.conv2d(x, w, None, 1, 1))
-
-
-@pytest.mark.parametrize("impl", ["auto", "reference", "triton"])
-def test_fixed_seed_is_deterministic(impl):
-    a, b = _pair_inputs(3)
-    first = crs.crs_matmul(a, b, 0.5, 1, seed=7, impl=impl)
-    assert torch.equal(first, crs.crs_matmul(a, b, 0.5, 1, seed=7, impl=impl))
-    assert not torch.equal(first, crs.crs_matmul(a, b, 0.5, 1, seed=8, impl=impl))
-    torch.manual_seed(0)
-    drawn = crs.crs_matmul(a, b, 0.5, 1, impl=impl)
-    torch.manual_seed(0)
-    assert torch.equal(drawn, crs.crs_matmul(a, b, 0.5, 1, impl=impl))
 
 
 def test_matmul_gradients_flow_through_the_drawn_pairs():
@@ -143,32 +126,6 @@ def test_triton_conv_computes_the_estimate_of_its_own_draws():
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
 
 
-# torch 2.14's opcheck (test_aot_dispatch_dynamic) reads .grad of a non-leaf tensor itself and
-# warns; a trivial custom op triggers it too, so it is not about these ops.
-@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")
-def test_opcheck():
-    a, b = _pair_inputs(6)
-    a.requires_grad_(), b.requires_grad_()
-    torch.library.opcheck(torch.ops.effitrain.crs_mm, (a, b, 5, 1))
-    torch.library.opcheck(torch.ops.effitrain.crs_mm, (a, b, 12, 1))
-    x, w = torch.randn(2, 4, 5, 5, requires_grad=True), torch.randn(3, 4, 3, 3, requires_grad=True)
-    bias = torch.randn(3, requires_grad=True)
-    torch.library.opcheck(torch.ops.effitrain.crs_conv, (x, w, bias, [1, 1], [1, 1], [1, 1], 2, 3))
-    _, idx, scale = torch.ops.effitrain.crs_mm(a.detach(), b.detach(), 5, 1)
-    torch.library.opcheck(torch.ops.effitrain.crs_mm_backward,
-                          (torch.randn(6, 5), a.detach(), b.detach(), idx, scale, True, False))
-
-
-def test_torch_compile_fullgraph():
-    a, b = _pair_inputs(7)
-    x, w = torch.randn(2, 4, 5, 5), torch.randn(3, 4, 3, 3)
-
-    def both(a, b, x, w):
-        return crs.crs_matmul(a, b, 0.5, 1, seed=3).sum() + crs.crs_conv2d(x, w, None, 1, 1, 1, 0.5, 1, seed=3).sum()
-
-    torch.testing.assert_close(torch.compile(both, fullgraph=True)(a, b, x, w), both(a, b, x, w))
-
-
 def test_flop_counter_sees_the_dense_cost():
     a, b = _pair_inputs(8)
     a.requires_grad_()
@@ -177,25 +134,8 @@ def test_flop_counter_sees_the_dense_cost():
     assert counter.get_total_flops() == 2 * (2 * 6 * 12 * 5)  # forward + input gradient (b needs none)
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda a, b: crs.crs_matmul(a, b.t(), 0.5, 1, seed=0), "2-D a"),
-    (lambda a, b: crs.crs_matmul(a, b, 0.0, 1, seed=0), "sample_ratio"),
-    (lambda a, b: crs.crs_matmul(a, b, 1.5, 1, seed=0), "sample_ratio"),
-    (lambda a, b: crs.crs_matmul(a, b, 0.5, 0, seed=0), "minimal_k"),
-    (lambda a, b: crs.crs_matmul(a, b, 0.5, 1, seed=-1), "seed"),
-    (lambda a, b: crs.crs_matmul(a, b, 0.5, 1, seed=0, impl="fast"), "impl"),
-    (lambda a, b: crs.crs_conv2d(a, b, None), "groups=1"),
-])
-def test_bad_input_is_a_value_error(call, match):
-    a, b = _pair_inputs()
-    with pytest.raises(ValueError, match=match):
-        call(a, b)
-
-
 def test_benchmarks_are_registered():
-    names = {bench.name: bench for bench in _machine.BENCHES}
+    names = {bench.name: bench for bench in machine.BENCHES}
     assert names["crs_matmul 2048^3 r=0.5"].goal == 1.6 and names["crs_matmul 2048^3 r=0.5"].bound == "compute"
     fn, flops, baseline = crs._bench_conv("cpu")
     assert fn().shape == baseline().shape and 0 < flops < 2.0 * 256 * 64 * 14 * 14 * 32 * 25
-
-

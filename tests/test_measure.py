@@ -9,7 +9,7 @@ import pytest
 from harness.measure import Budget, Target, TrainClock, claim_verdict, speedup, time_to_target
 from harness.recipes import Arm
 from harness.runner import Runner
-from tests.conftest import tiny_recipe
+from tests.tiny import tiny_recipe
 
 
 def test_clock_excludes_evaluation():

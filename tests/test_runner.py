@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from harness import techniques as tech
+from harness.experiments.reproduce import run_recipe
 from harness.measure import Budget, Target
 from harness.recipes import Arm
 from harness.runner import Runner, build_schedule
-from tests.conftest import tiny_recipe
+from tests.tiny import tiny_recipe
 
 
 def _lrs(spec: str, steps_per_epoch: int, total: int) -> list[float]:
@@ -55,7 +56,7 @@ def test_micro_batches_give_the_same_step_as_one_batch():
 
 def test_each_arm_is_raced_against_its_own_baseline():
     arms = (Arm("a"), Arm("a_fast", baseline="a"), Arm("b"), Arm("b_fast", baseline="b"))
-    table = Runner(progress=False).run(tiny_recipe(arms=arms, baseline="a"), seeds=[0])
+    table = run_recipe(recipe=tiny_recipe(arms=arms, baseline="a"), seeds=[0])
     assert set(table["speedups"]) == {"a_fast", "b_fast"}  # "b" is a baseline, raced against none
     assert table["speedups"]["b_fast"]["baseline"] == "b"
     assert table["arms"]["b"]["target"] == {"metric": "val/acc", "value": 0.5, "mode": "max"}
@@ -76,7 +77,7 @@ class FrozenOptimizer(tech.Technique):
 
 
 def test_a_technique_can_own_the_optimizer_and_two_owners_conflict(monkeypatch):
-    monkeypatch.setitem(tech._REGISTRY, FrozenOptimizer.name, FrozenOptimizer)
+    monkeypatch.setitem(tech.TECHNIQUES._items, FrozenOptimizer.name, FrozenOptimizer)
     recipe = tiny_recipe(arms=(Arm("baseline", techniques=(FrozenOptimizer.name,)),), budget=Budget(steps=2))
     _, model = Runner(progress=False).run_one(recipe, recipe.arms[0], seed=0)
     assert all(torch.equal(a, b) for a, b in zip(_fresh(recipe), model.parameters()))
@@ -103,7 +104,7 @@ def test_a_speedup_claim_is_judged_on_time_to_target_against_the_arms_baseline()
                      claims=(Claim("fast", "b is 1000x faster than a", "speedup", "b_fast", 1000.0, "nowhere",
                                           scales=("smoke",)),))
     arms = (Arm("a"), Arm("b"), Arm("b_fast", baseline="b"))
-    table = Runner(progress=False).run(tiny_recipe(arms=arms, baseline="a", budget=Budget(steps=4),
+    table = run_recipe(recipe=tiny_recipe(arms=arms, baseline="a", budget=Budget(steps=4),
                                                    target=Target("val/acc", 0.0)),
                                        seeds=[0], card=card)
     claim = table["claims"][0]

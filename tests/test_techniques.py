@@ -10,13 +10,13 @@ import torch
 
 from harness import registry
 from harness import techniques as tech
+from harness.experiments.reproduce import run_recipe
 from harness.measure import Budget
 from harness.models import mlp, small_cnn
 from harness.recipes import Arm
 from harness.runner import RunContext, Runner, arm_order
 from reproductions.hinton2015_distillation import distillation_loss
-from tests.conftest import tiny_recipe
-
+from tests.tiny import tiny_recipe
 
 # One canonical setting per technique (Composer's tests/algorithms/algorithm_settings.py habit): a model on
 # which the technique has something to act on, and its arguments. A technique missing here fails the
@@ -135,7 +135,7 @@ def test_distillation_loss_matches_its_definition():
 def test_distillation_without_a_teacher_arm_is_refused_before_running():
     recipe = tiny_recipe(arms=[Arm("baseline"), Arm("d", techniques=("distillation",))])
     with pytest.raises(ValueError, match="needs arm"):
-        Runner(progress=False).run(recipe, seeds=[0])
+        run_recipe(recipe=recipe, seeds=[0])
 
 
 class LrProbe(tech.Technique):
@@ -175,6 +175,6 @@ def test_every_pair_composes_or_is_declared_incompatible_in_words(a, b):
         with pytest.raises(ValueError, match="cannot be combined"):
             tech.compose([a, b])
         return
-    run = Runner(progress=False).run(_canonical_recipe((a, b)), seeds=[0])["arms"]["with"]["runs"][0]
+    run = run_recipe(recipe=_canonical_recipe((a, b)), seeds=[0])["arms"]["with"]["runs"][0]
     assert run["steps"] == 2
     assert torch.isfinite(torch.tensor(run["final"]["test/loss"]))

@@ -1,4 +1,4 @@
-"""The time-to-accuracy overview: tta.csv rows and the Pareto figure, from results tables."""
+"""The time-to-accuracy overview (harness.results.tta): tta.csv rows, and the Pareto figure drawn from them."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ import io
 import math
 from pathlib import Path
 
-from harness import tta
-from harness.report import build_report, variant
-from tests.test_report import _results, _write
+from harness.report.build import build_report
+from harness.report.figures import pareto_front
+from harness.results import tta
+from tests.helpers import PNG_SIGNATURE, table, write
 
 
 def test_csv_has_a_row_per_arm_with_baseline_times_and_speedups(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    _write(runs, _results("cpu", "cpu demo"))
-    build_report(runs, tmp_path / "site")
+    write(runs, table("cpu", "cpu demo"))
+    build_report(runs, tmp_path / "site", pdf=False)
     rows = list(csv.DictReader(io.StringIO((tmp_path / "site" / "tta.csv").read_text(encoding="utf-8"))))
     assert [r["arm"] for r in rows] == ["hard_student", "distilled", "temperature_1"]
     base, distilled, t1 = rows
@@ -26,19 +27,20 @@ def test_csv_has_a_row_per_arm_with_baseline_times_and_speedups(tmp_path: Path) 
     assert float(distilled["speedup"]) == 1.21 and distilled["speedup_verdict"] == "inconclusive"
     assert float(t1["success_rate"]) == 0.0 and float(base["success_rate"]) == 0.5
     assert distilled["theoretical_speedup"] == ""  # these runs recorded no FLOP count
-    assert (tmp_path / "site" / "figures" / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "site" / "figures" / "pareto.png").read_bytes()[:8] == PNG_SIGNATURE
 
 
 def test_theoretical_speedup_is_the_ratio_of_flops_per_sample() -> None:
-    res = _results("cpu", "b")
-    for run in res["arms"]["distilled"]["runs"]:
-        run.update(flops=run["samples"] * 50.0)
-    for run in res["arms"]["hard_student"]["runs"]:
-        run.update(flops=run["samples"] * 200.0)
-    row = {r["arm"]: r for r in tta.rows([res], variant)}["distilled"]
+    res = table("cpu", "b")
+    for run in res.arms["distilled"].runs:
+        run.flops = run.samples * 50.0
+    for run in res.arms["hard_student"].runs:
+        run.flops = run.samples * 200.0
+    row = {r["arm"]: r for r in tta.rows([res])}["distilled"]
     assert math.isclose(row["theoretical_speedup"], 4.0)
+    assert tta.theoretical_speedup(res, "hard_student") is None  # a baseline races no one
 
 
 def test_pareto_front_keeps_only_undominated_points() -> None:
     points = [(1.0, 0.90), (2.0, 0.95), (3.0, 0.93), (4.0, 0.97), (2.0, 0.80)]
-    assert tta._front(points) == [(1.0, 0.90), (2.0, 0.95), (4.0, 0.97)]
+    assert pareto_front(points) == [(1.0, 0.90), (2.0, 0.95), (4.0, 0.97)]

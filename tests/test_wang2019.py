@@ -11,11 +11,11 @@ from torch import nn
 from torch.nn.grad import conv2d_weight
 
 import reproductions.wang2019_gradient_approximation as wg
+from harness.experiments.reproduce import run_recipe
 from harness.measure import Budget
 from harness.models import mlp, resnet_cifar
 from harness.recipes import Arm
-from harness.runner import Runner
-from tests.conftest import tiny_recipe
+from tests.tiny import tiny_recipe
 
 # (in, out, kernel, stride, padding, dilation, bias, input side): ResNet 3x3 and 1x1 shortcut, odd sizes
 GEOMETRIES = [(3, 5, 3, 1, 1, 1, False, 8), (4, 6, 1, 2, 0, 1, False, 9), (2, 4, 3, 2, 2, 2, True, 11),
@@ -160,13 +160,13 @@ def test_recipes_are_valid_and_bad_scale_raises():
 
 def test_does_nothing_on_an_mlp_through_the_runner():
     arms = (Arm("baseline"), Arm("with", techniques=("gradient_approximation",)))
-    table = Runner(progress=False).run(tiny_recipe(arms=arms, budget=Budget(steps=2)), seeds=[0])
+    table = run_recipe(recipe=tiny_recipe(arms=arms, budget=Budget(steps=2)), seeds=[0])
     run = table["arms"]["with"]["runs"][0]
     assert run["steps"] == 2 and run["flops"] == table["arms"]["baseline"]["runs"][0]["flops"]
 
 
 def test_every_arm_trains_through_the_runner_on_the_smoke_recipe():
-    table = Runner(progress=False).run(wg.recipe("smoke"), seeds=[0], card=wg.CARD)
+    table = run_recipe(recipe=wg.recipe("smoke"), seeds=[0], card=wg.CARD)
     assert set(table["arms"]) == {"exact", "batch", "spatial", "channel"}
     for arm in table["arms"].values():
         run = arm["runs"][0]

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import reproductions.ye2019_sparse_activation_gradients as ye
+from harness.experiments.reproduce import run_recipe
 from harness.measure import Budget
-from harness.runner import Runner
-from harness.tracking import Tracker, tracking_uri
+from harness.tracking import tracking_uri
 
 
 def _tiny_model() -> torch.nn.Module:
@@ -78,7 +78,7 @@ def test_bad_input():
 def test_a_model_without_convolutions_prunes_its_linear_outputs():
     """The registry-wide smoke test trains every technique on an MLP: the rule then applies to linear outputs."""
     from harness.recipes import Arm
-    from tests.conftest import tiny_recipe
+    from tests.tiny import tiny_recipe
 
     technique = ye.ActivationGradientPruning(rate=0.9)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
@@ -88,7 +88,7 @@ def test_a_model_without_convolutions_prunes_its_linear_outputs():
     assert set(technique.record) == {"1", "3"}
     recipe = tiny_recipe(arms=[Arm("baseline"), Arm("with", techniques=(ye.ActivationGradientPruning.name,))],
                          budget=Budget(steps=2))
-    assert Runner(progress=False).run(recipe, seeds=[0])["arms"]["with"]["runs"][0]["steps"] == 2
+    assert run_recipe(recipe=recipe, seeds=[0])["arms"]["with"]["runs"][0]["steps"] == 2
 
 
 def test_recipes_validate_at_every_scale():
@@ -104,7 +104,7 @@ def test_smoke_recipe_trains_and_logs_sparsity(project):
     recipe = ye.recipe("smoke")
     recipe = recipe.__class__(**{**recipe.__dict__, "budget": Budget(steps=10),
                                  "arms": tuple(a for a in recipe.arms if a.name != "prune_p99")})
-    table = Runner(Tracker(), progress=False).run(recipe, seeds=[0], card=ye.CARD)
+    table = run_recipe(tracking_uri=tracking_uri(), recipe=recipe, seeds=[0], card=ye.CARD)
     run = table["arms"]["prune_p90"]["runs"][0]
     assert run["steps"] == 10 and torch.isfinite(torch.tensor(run["final"]["test/loss"]))
     client = mlflow.MlflowClient(tracking_uri())

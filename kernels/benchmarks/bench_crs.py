@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kernels import _machine
+from kernels._common import machine as _machine
 from kernels.crs import crs_conv2d, crs_matmul
 
 

@@ -9,7 +9,7 @@ The issue's goal: round_fixed stochastic at 0.7 or more of copy bandwidth on 2^2
 import torch
 
 from kernels import rounding
-from kernels._machine import copy_bandwidth, median_seconds
+from kernels._common.machine import copy_bandwidth, median_seconds
 
 NUMEL = 1 << 25
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from kernels import _build
 from kernels import sparsify as sp
-from kernels._machine import copy_bandwidth, median_seconds
+from kernels._common import build
+from kernels._common.machine import copy_bandwidth, median_seconds
 
 
 class PruneGrad:
@@ -23,7 +23,7 @@ class PruneGrad:
 
     def setup(self, impl: str) -> None:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        if impl == "cpp" and (self.device != "cpu" or not _build.available("sparsify")):
+        if impl == "cpp" and (self.device != "cpu" or not build.available("sparsify")):
             raise NotImplementedError("the C++ fast path runs on CPU and must build")
         if impl == "triton" and self.device != "cuda":
             raise NotImplementedError("Triton is timed on CUDA only (the CPU interpreter is a test tool)")

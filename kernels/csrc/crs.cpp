@@ -6,8 +6,9 @@
 // each drawn pair scaled by 1 / (k p_i) so the estimate is unbiased (Drineas, Kannan &
 // Mahoney 2006; the paper's Section 3). Convolution samples input channels the same way
 // (the paper's multi-channel extension). One pass computes the norms, the k draws use a
-// counter-based hash keyed by (seed, draw index), and the sampled columns/rows/channels
-// are gathered into contiguous buffers that at::mm / at::conv2d then consume.
+// counter-based hash keyed by (seed, draw index) (`crs_uniform53`, kernels/_common/random.h),
+// and the sampled columns/rows/channels are gathered into contiguous buffers that at::mm /
+// at::conv2d then consume.
 // When k >= K the exact dense op runs (idx = 0..K-1, scale = 1), as in the official code.
 
 #include <ATen/ATen.h>
@@ -21,21 +22,11 @@
 #include <tuple>
 #include <vector>
 
+#include "random.h"  // kernels/_common: crs_uniform53
+
 namespace {
 
 constexpr int64_t kParallelMin = 1 << 16;  // elements below which a loop stays on one thread
-
-// splitmix64 finaliser: a counter-based generator, so draw t depends only on (seed, t).
-inline uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-inline double uniform01(uint64_t seed, uint64_t t) {  // in [0, 1), 53 random bits
-  uint64_t h = mix64(mix64(seed * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL) + t);
-  return static_cast<double>(h >> 11) * (1.0 / 9007199254740992.0);
-}
 
 // Draw k indices with probability weights[i] / sum(weights); scale = sum / (k weights[i]).
 std::tuple<at::Tensor, at::Tensor> sample_pairs(const std::vector<double>& weights, int64_t k, int64_t seed) {
@@ -50,7 +41,7 @@ std::tuple<at::Tensor, at::Tensor> sample_pairs(const std::vector<double>& weigh
   int64_t last = K - 1;  // the last index with a nonzero weight, for u rounding up to total
   while (last > 0 && weights[last] == 0.0) --last;
   for (int64_t t = 0; t < k; ++t) {
-    double u = uniform01(static_cast<uint64_t>(seed), static_cast<uint64_t>(t)) * total;
+    double u = effitrain_random::crs_uniform53(static_cast<uint64_t>(seed), static_cast<uint64_t>(t)) * total;
     int64_t i = std::upper_bound(cdf.begin(), cdf.end(), u) - cdf.begin();  // first cdf > u
     i = std::min(i, last);
     ip[t] = i;

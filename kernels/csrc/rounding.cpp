@@ -4,7 +4,8 @@
 // Layout: OpenMP parallel-for over chunks of CHUNK elements; inside a chunk a branch-free loop
 // the compiler vectorises (-O3 -march=native). Random numbers come from a counter-based hash of
 // (seed, element index) -- one murmur3 32-bit finaliser of a Weyl step keyed by the seed (one round
-// rather than two: 0.52 -> 0.75 of copy bandwidth with 512-bit vectors, `effitrain bench kernels`) --
+// rather than two: 0.52 -> 0.75 of copy bandwidth with 512-bit vectors, `effitrain bench kernels`),
+// `rounding_keys` / `rounding_hash` in kernels/_common/random.h --
 // so the result depends only on the seed, never on the thread count or the chunking.
 // Specification of every op: the *_reference functions in kernels/rounding.py.
 
@@ -15,37 +16,16 @@
 #include <cstdint>
 #include <cstring>
 
+#include "random.h"  // kernels/_common: the hash shared with the Triton path
+
 namespace {
 
+using effitrain_random::Keys;
+using effitrain_random::rounding_hash;
+using effitrain_random::rounding_keys;
+using effitrain_random::uniform24;
+
 constexpr int64_t CHUNK = 1 << 16;  // elements per OpenMP work item (256 KiB of fp32)
-
-inline uint32_t fmix32(uint32_t h) {  // murmur3 finaliser: a bijection with full avalanche
-  h ^= h >> 16;
-  h *= 0x85EBCA6Bu;
-  h ^= h >> 13;
-  h *= 0xC2B2AE35u;
-  h ^= h >> 16;
-  return h;
-}
-
-struct Keys {
-  uint32_t k1, k2;
-};
-
-// Keys for the elements of one 2^32-element block: the block number (high index bits) is mixed
-// into the keys, so the inner loop hashes only the low 32 bits of the index.
-inline Keys keys_for(int64_t seed, int64_t first_index) {
-  const auto s = static_cast<uint64_t>(seed);
-  const auto block = static_cast<uint32_t>(static_cast<uint64_t>(first_index) >> 32);
-  const uint32_t k1 = fmix32(static_cast<uint32_t>(s) ^ fmix32(block + 0x9E3779B9u));
-  const uint32_t k2 = fmix32(static_cast<uint32_t>(s >> 32) + 0x7F4A7C15u + k1);
-  return {k1, k2};
-}
-
-// fmix32 is a bijection with full avalanche, so consecutive indices give independent-looking bits.
-// Two seeds whose k1 differ by a multiple of the Weyl constant give shifted copies of one stream;
-// for random seeds that needs k1 to collide within the tensor's length, which is harmless here.
-inline uint32_t hash_index(uint32_t i, Keys k) { return fmix32(i * 0x9E3779B1u + k.k1) ^ k.k2; }
 
 // floor for |y| < 2^31 through an int conversion: GCC does not vectorise std::floor/std::ceil
 // under the default -ftrapping-math, but does vectorise this (callers pass non-NaN y).
@@ -53,8 +33,6 @@ inline float floor_small(float y) {
   const float t = static_cast<float>(static_cast<int32_t>(y));
   return t > y ? t - 1.0f : t;
 }
-
-inline float uniform01(uint32_t h) { return static_cast<float>(h >> 8) * 0x1p-24f; }  // [0, 1), 2^-24 grid
 
 inline uint32_t float_bits(float f) {
   uint32_t u;
@@ -86,7 +64,7 @@ void for_chunks(int64_t n, int64_t seed, Body body) {
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t begin = c * CHUNK;
     const int64_t end = begin + CHUNK < n ? begin + CHUNK : n;
-    body(begin, end, keys_for(seed, begin));
+    body(begin, end, rounding_keys(seed, begin));
   }
 }
 
@@ -119,7 +97,7 @@ void round_fixed_out(const at::Tensor& x_in, int64_t il, int64_t fl, bool stocha
         float y = nan ? 0.0f : x * scale;
         y = y < lo ? lo : (y > hi ? hi : y);
         const float f = floor_small(y);
-        const float u = uniform01(hash_index(static_cast<uint32_t>(i), keys));
+        const float u = uniform24(rounding_hash(static_cast<uint32_t>(i), keys));
         const float q = (f + (u < y - f ? 1.0f : 0.0f)) * inv_scale;
         o[i] = nan ? x : q;
       }
@@ -157,7 +135,7 @@ at::Tensor stochastic_round_bf16(const at::Tensor& x_in, int64_t seed) {
 #pragma omp simd
     for (int64_t i = begin; i < end; ++i) {
       const uint32_t bits = float_bits(in[i]);
-      const uint32_t r = hash_index(static_cast<uint32_t>(i), keys) >> 16;
+      const uint32_t r = rounding_hash(static_cast<uint32_t>(i), keys) >> 16;
       const bool nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;
       const uint32_t rounded = (bits + r) >> 16;
       o[i] = static_cast<uint16_t>(nan ? ((bits >> 16) | 0x0040u) : rounded);  // quiet NaN kept
@@ -183,7 +161,7 @@ at::Tensor stochastic_round_fp16(const at::Tensor& x_in, int64_t seed) {
       const uint32_t bits = float_bits(in[i]);
       const uint32_t sign = (bits >> 16) & 0x8000u;
       const uint32_t mag = bits & 0x7FFFFFFFu;
-      const uint32_t h = hash_index(static_cast<uint32_t>(i), keys);
+      const uint32_t h = rounding_hash(static_cast<uint32_t>(i), keys);
       // normal path: 13 dropped mantissa bits
       const uint32_t up = (mag + (h >> 19)) & ~0x1FFFu;
       const uint32_t normal = up >= 0x47800000u ? 0x7C00u : (((up >> 23) - 112u) << 10) | ((up >> 13) & 0x3FFu);

@@ -7,6 +7,7 @@
 // (seed, element index), never on the thread count or the schedule. The hash is two rounds of the
 // murmur3 32-bit finaliser (32-bit multiplies vectorise on AVX2, 64-bit ones do not). The index's
 // high 32 bits are folded into the per-block key, so tensors beyond 2^32 elements stay distinct.
+// Keys and hash: `sparsify_keys` / `sparsify_hash` in kernels/_common/random.h.
 
 #include <ATen/ATen.h>
 #include <torch/library.h>
@@ -14,29 +15,21 @@
 #include <cmath>
 #include <cstdint>
 
+#include "random.h"  // kernels/_common: the hash shared with the Triton path
+
 namespace {
 
 constexpr int64_t kBlock = 4096;  // elements per OpenMP work item; divides 2^32, so a block never
                                   // straddles a change of the index's high word
 
-inline uint32_t fmix32(uint32_t h) {
-  h ^= h >> 16;
-  h *= 0x85ebca6bu;
-  h ^= h >> 13;
-  h *= 0xc2b2ae35u;
-  h ^= h >> 16;
-  return h;
-}
-
 // One block of the branch-free kernel: a plain `omp simd` loop over floats with a 32-bit counter,
 // so every lane is a 32-bit integer or float (8 lanes per AVX2 vector, 16 per AVX-512).
 inline void prune_block(const float* __restrict in, float* __restrict out, uint32_t len, uint32_t lo0, float tau,
                         uint32_t key0, uint32_t key1) {
-  const float inv24 = 1.0f / 16777216.0f;  // 2^-24: top 24 hash bits -> uniform float in [0, 1)
 #pragma omp simd
   for (uint32_t j = 0; j < len; ++j) {
-    const uint32_t h = fmix32(fmix32((lo0 + j) ^ key0) + key1);
-    const float u = static_cast<float>(h >> 8) * inv24;
+    const uint32_t h = effitrain_random::sparsify_hash(lo0 + j, key0, key1);
+    const float u = effitrain_random::uniform24(h);  // top 24 hash bits -> [0, 1)
     const float x = in[j];
     const float a = std::fabs(x);
     const float kept = (u * tau < a) ? std::copysign(tau, x) : 0.0f;  // P(kept) = |x| / tau
@@ -54,18 +47,15 @@ at::Tensor prune_grad(const at::Tensor& g, const at::Tensor& tau, int64_t seed) 
   const int64_t n = src.numel();
   const float* in = src.const_data_ptr<float>();
   float* dst = out.mutable_data_ptr<float>();
-  const uint64_t s = static_cast<uint64_t>(seed);
-  const uint32_t seed_lo = static_cast<uint32_t>(s), seed_hi = static_cast<uint32_t>(s >> 32);
   const int64_t blocks = (n + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t begin = b * kBlock;
     const int64_t end = begin + kBlock < n ? begin + kBlock : n;
     const uint32_t high = static_cast<uint32_t>(static_cast<uint64_t>(begin) >> 32);
-    const uint32_t key0 = fmix32(seed_lo ^ fmix32(high + 0x9e3779b9u));
-    const uint32_t key1 = fmix32(seed_hi + 0x7f4a7c15u) ^ high;
-    prune_block(in + begin, dst + begin, static_cast<uint32_t>(end - begin), static_cast<uint32_t>(begin), t, key0,
-                key1);
+    const effitrain_random::Keys keys = effitrain_random::sparsify_keys(seed, high);
+    prune_block(in + begin, dst + begin, static_cast<uint32_t>(end - begin), static_cast<uint32_t>(begin), t, keys.k1,
+                keys.k2);
   }
   return out.view(g.sizes());
 }

@@ -4,7 +4,7 @@ Definitions (DESIGN.md, "Combinability"), all against the matrix's one baseline
 and over the same seeds:
 
 - S_X = median baseline time to target / median time to target of arm X, with
-  a percentile-bootstrap interval over seeds (`harness.measure.speedup`);
+  a percentile-bootstrap interval over seeds (`harness.results.stats.speedup`);
 - interaction I = S_AB / (S_A * S_B) = (t_A * t_B) / (t_AB * t_base) in median
   times, with a bootstrap interval that resamples seeds jointly (the four arms of
   a seed share its data order and initialisation). I about 1: the speedups
@@ -12,28 +12,35 @@ and over the same seeds:
 - accuracy change dacc_X = median over seeds of (test accuracy of X - of the
   baseline) on the same seed, and the pair's excess dacc_AB - (dacc_A + dacc_B).
 
-Outputs: `combinability.csv` (one row per pair), `combinability.json` (the
-same plus the singles, the baseline and provenance) and `combinability.png`
-(the heatmap), each written atomically.
+The plan comes from `harness.matrix` but is only read here, through `MatrixPlan`: it carries
+what this module says about the techniques (their papers, where each comes from, the
+composition order, the rule that chose the recipe), so nothing here imports the matrix,
+the techniques or torch. Outputs: `combinability.json` (validated and written through
+`harness.results.schema`), `combinability.csv` (one row per pair) and `combinability.png`
+(the heatmap), each written atomically, all rendered before the first is written.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from harness.matrix import ACC, Plan, arm_name, recipe_rule, _paper_of, _recipe_note
-from harness.measure import bootstrap_interval, speedup
-from harness.report import atomic_write
+from harness.results.atomic import atomic_write
+from harness.results.schema import PairVerdict, combinability_json
+from harness.results.stats import bootstrap_interval, median, speedup
+
+__all__ = ["MatrixPlan", "STACK_BAND", "PAIR_COLUMNS", "ACC", "interaction", "accuracy_change", "single_rows",
+           "pair_row", "recipe_note", "summarise", "to_csv", "heatmap_png", "write_outputs"]
 
 STACK_BAND = 0.10  # one seed gives no interval: an interaction within 1 +- 10% then reads "stacks"
 N_BOOT = 2000
+ACC = "test/acc"
 PAIR_COLUMNS = ("a", "b", "status", "verdict", "reason", "recipe", "recipe_note", "s_a", "s_a_low", "s_a_high",
                 "s_b", "s_b_low", "s_b_high", "s_ab", "s_ab_low", "s_ab_high", "interaction", "interaction_low",
                 "interaction_high", "acc_base", "dacc_a", "dacc_b", "dacc_ab", "dacc_sum", "dacc_excess",
@@ -42,21 +49,41 @@ PAIR_COLUMNS = ("a", "b", "status", "verdict", "reason", "recipe", "recipe_note"
 Outcomes = dict[tuple[str, int], dict[str, Any]]
 
 
+class MatrixPlan(Protocol):
+    """What this module reads of `harness.matrix.Plan`."""
+
+    recipe_name: str
+    scale: str
+    overrides: tuple[str, ...]
+    names: tuple[str, ...]
+    pairs: tuple[tuple[str, str, str | None], ...]
+    recipe: Any  # harness.recipes.Recipe: description, budget.describe(), batch_size, target
+
+    @property
+    def papers(self) -> Mapping[str, str | None]: ...  # technique -> the paper id of its card, or None
+
+    @property
+    def origins(self) -> Mapping[str, str]: ...  # technique -> "crs from adelman2018_... (cifar10)"
+
+    @property
+    def composition_order(self) -> tuple[str, ...]: ...
+
+    @property
+    def rule(self) -> str: ...  # which recipe the pairs ran on and why, in words
+
+    def arm_name(self, a: str, b: str) -> str: ...  # the arm that runs a with b
+
+
 def _times(outcomes: Outcomes, arm: str, seeds: list[int]) -> list[float | None]:
     """Times to target by seed; None for not reached or a failed run."""
-    out = []
-    for s in seeds:
-        r = outcomes[(arm, s)]["result"]
-        out.append(None if r is None else r["time_to_target_s"])
-    return out
+    results = [outcomes[(arm, s)]["result"] for s in seeds]
+    return [None if r is None else r["time_to_target_s"] for r in results]
 
 
 def _accs(outcomes: Outcomes, arm: str, seeds: list[int]) -> list[float | None]:
-    out = []
-    for s in seeds:
-        r = outcomes[(arm, s)]["result"]
-        out.append(None if r is None else r["final"].get(ACC))
-    return out
+    """Final test accuracies by seed; None for a failed run."""
+    results = [outcomes[(arm, s)]["result"] for s in seeds]
+    return [None if r is None else r["final"].get(ACC) for r in results]
 
 
 def _error(outcomes: Outcomes, arm: str, seeds: list[int]) -> tuple[str | None, bool]:
@@ -68,13 +95,14 @@ def _error(outcomes: Outcomes, arm: str, seeds: list[int]) -> tuple[str | None, 
     return None, False
 
 
-def accuracy_change(base: list[float | None], arm: list[float | None]) -> tuple[float | None, float | None, float | None]:
+def accuracy_change(base: list[float | None],
+                    arm: list[float | None]) -> tuple[float | None, float | None, float | None]:
     """Median paired difference arm - baseline over seeds where both have a value, with its interval."""
     d = [a - b for a, b in zip(arm, base) if a is not None and b is not None]
     if not d:
         return None, None, None
     low, high = bootstrap_interval(d, n_boot=N_BOOT) if len(d) > 1 else (None, None)
-    return float(np.median(d)), low, high
+    return median(d), low, high
 
 
 def interaction(base: list[float | None], a: list[float | None], b: list[float | None],
@@ -100,7 +128,7 @@ def interaction(base: list[float | None], a: list[float | None], b: list[float |
     return point, low, high
 
 
-def single_rows(plan: Plan, outcomes: Outcomes, seeds: list[int]) -> dict[str, dict[str, Any]]:
+def single_rows(plan: MatrixPlan, outcomes: Outcomes, seeds: list[int]) -> dict[str, dict[str, Any]]:
     """Speedup and accuracy change of every technique alone against the baseline."""
     base_t, base_a = _times(outcomes, "baseline", seeds), _accs(outcomes, "baseline", seeds)
     rows = {}
@@ -108,30 +136,39 @@ def single_rows(plan: Plan, outcomes: Outcomes, seeds: list[int]) -> dict[str, d
         sp = speedup(base_t, _times(outcomes, name, seeds))
         dacc, dlo, dhi = accuracy_change(base_a, _accs(outcomes, name, seeds))
         error, diverged = _error(outcomes, name, seeds)
-        rows[name] = {"paper": _paper_of(name), "speedup": sp["speedup"], "low": sp["low"], "high": sp["high"],
-                      "verdict": ("diverged" if diverged else "failed") if error else sp["verdict"],
-                      "success_rate": sp["success_rate"], "dacc": dacc, "dacc_low": dlo, "dacc_high": dhi,
-                      "error": error}
+        broke = PairVerdict.DIVERGED if diverged else PairVerdict.FAILED
+        rows[name] = {"paper": plan.papers.get(name), "speedup": sp["speedup"], "low": sp["low"], "high": sp["high"],
+                      "verdict": broke.value if error else sp["verdict"], "success_rate": sp["success_rate"],
+                      "dacc": dacc, "dacc_low": dlo, "dacc_high": dhi, "error": error}
     return rows
 
 
+def recipe_note(plan: MatrixPlan, a: str, b: str) -> str:
+    """Where the two techniques come from, and that they ran on the shared recipe instead."""
+    pa, pb = plan.papers.get(a), plan.papers.get(b)
+    head = f"both from {pa}" if pa is not None and pa == pb else f"{plan.origins[a]}; {plan.origins[b]}"
+    return f"{head}; run on the shared recipe '{plan.recipe_name}' at {plan.scale} scale"
+
+
 def _x(v: float | None, digits: int = 2) -> str:
+    """A ratio in a verdict's reason: two decimals, n/a when unknown."""
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
 def _pp(v: float | None) -> str:
+    """An accuracy change in a verdict's reason, in signed percentage points."""
     return "n/a" if v is None else f"{100 * v:+.2f} pp"
 
 
-def pair_row(plan: Plan, outcomes: Outcomes, seeds: list[int], a: str, b: str, why: str | None,
+def pair_row(plan: MatrixPlan, outcomes: Outcomes, seeds: list[int], a: str, b: str, why: str | None,
              singles: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """One row of the matrix: static verdict, or measured speedups, interaction and accuracy changes."""
     row: dict[str, Any] = {k: None for k in PAIR_COLUMNS}
-    row.update(a=a, b=b, recipe=plan.recipe_name, recipe_note=_recipe_note(plan, a, b), seeds=len(seeds))
+    row.update(a=a, b=b, recipe=plan.recipe_name, recipe_note=recipe_note(plan, a, b), seeds=len(seeds))
     if why:
-        row.update(status="incompatible", verdict="incompatible", reason=f"not run: {why}")
+        row.update(status="incompatible", verdict=PairVerdict.INCOMPATIBLE.value, reason=f"not run: {why}")
         return row
-    ab = arm_name((a, b))
+    ab = plan.arm_name(a, b)
     base_t, base_a = _times(outcomes, "baseline", seeds), _accs(outcomes, "baseline", seeds)
     sp = speedup(base_t, _times(outcomes, ab, seeds))
     inter = interaction(base_t, _times(outcomes, a, seeds), _times(outcomes, b, seeds), _times(outcomes, ab, seeds))
@@ -142,55 +179,60 @@ def pair_row(plan: Plan, outcomes: Outcomes, seeds: list[int], a: str, b: str, w
                s_b=singles[b]["speedup"], s_b_low=singles[b]["low"], s_b_high=singles[b]["high"],
                s_ab=sp["speedup"], s_ab_low=sp["low"], s_ab_high=sp["high"], interaction=inter[0],
                interaction_low=inter[1], interaction_high=inter[2],
-               acc_base=_median([v for v in base_a if v is not None]), dacc_a=da, dacc_b=db, dacc_ab=dacc_ab,
+               acc_base=median([v for v in base_a if v is not None]), dacc_a=da, dacc_b=db, dacc_ab=dacc_ab,
                dacc_sum=dsum, dacc_excess=None if dsum is None or dacc_ab is None else dacc_ab - dsum,
                success_ab=sp["success_rate"])
-    row["verdict"], row["reason"] = _verdict(row, outcomes, seeds, ab, base_t, singles)
+    verdict, row["reason"] = _verdict(row, outcomes, seeds, ab, base_t, singles)
+    row["verdict"] = verdict.value
     return row
 
 
-def _median(values: list[float]) -> float | None:
-    return float(np.median(values)) if values else None
-
-
 def _verdict(row: dict[str, Any], outcomes: Outcomes, seeds: list[int], ab: str, base_t: list[float | None],
-             singles: dict[str, dict[str, Any]]) -> tuple[str, str]:
+             singles: dict[str, dict[str, Any]]) -> tuple[PairVerdict, str]:
     """The measured verdict of a composing pair and its reason in words."""
     a, b = row["a"], row["b"]
     error, diverged = _error(outcomes, ab, seeds)
     if error:
-        return ("diverged" if diverged else "failed"), f"{a} with {b}, {error}"
-    n = len(seeds)
-    reached = sum(t is not None for t in _times(outcomes, ab, seeds))
-    if sum(t is not None for t in base_t) * 2 <= n:
-        return "not measurable", f"the baseline reached the target in only {sum(t is not None for t in base_t)} of {n} seeds"
+        return (PairVerdict.DIVERGED if diverged else PairVerdict.FAILED), f"{a} with {b}, {error}"
+    n, base_hits = len(seeds), sum(t is not None for t in base_t)
+    if base_hits * 2 <= n:
+        return PairVerdict.NOT_MEASURABLE, f"the baseline reached the target in only {base_hits} of {n} seeds"
     if row["s_ab"] is None or row["s_ab"] == 0:
-        return "missed target", f"{a} with {b} reached the target in {reached} of {n} seeds within the budget"
+        reached = sum(t is not None for t in _times(outcomes, ab, seeds))
+        return PairVerdict.MISSED_TARGET, f"{a} with {b} reached the target in {reached} of {n} seeds within the budget"
     for x in (a, b):
         if singles[x]["error"] or not singles[x]["speedup"]:
-            return "not measurable", (f"{x} alone {'failed' if singles[x]['error'] else 'missed the target'}"
-                                      f", so S_{x} and the interaction are undefined (the pair: S_AB = {_x(row['s_ab'])})")
+            return PairVerdict.NOT_MEASURABLE, (
+                f"{x} alone {'failed' if singles[x]['error'] else 'missed the target'}, so S_{x} and the "
+                f"interaction are undefined (the pair: S_AB = {_x(row['s_ab'])})")
+    return _measured(row)
+
+
+def _measured(row: dict[str, Any]) -> tuple[PairVerdict, str]:
+    """Stacks, synergy or overlap from the interaction and its interval, with the numbers in words."""
     i, lo, hi = row["interaction"], row["interaction_low"], row["interaction_high"]
     acc = (f"; accuracy change {_pp(row['dacc_ab'])} for the pair against {_pp(row['dacc_sum'])} summed over the "
            f"singles ({_pp(row['dacc_excess'])} excess)")
     nums = (f"S_AB = {_x(row['s_ab'])} against S_A * S_B = {_x(row['s_a'])} * {_x(row['s_b'])} = "
             f"{_x(row['s_a'] * row['s_b'])}: interaction {_x(i)}")
     if lo is None:
-        verdict = "stacks" if abs(i - 1) <= STACK_BAND else "synergy" if i > 1 else "overlap"
+        near = abs(i - 1) <= STACK_BAND
+        verdict = PairVerdict.STACKS if near else PairVerdict.SYNERGY if i > 1 else PairVerdict.OVERLAP
         return verdict, f"{nums} (one seed, no interval: within 1 +- {STACK_BAND:.0%} reads 'stacks'){acc}"
-    verdict = "synergy" if lo > 1 else "overlap" if hi < 1 else "stacks"
-    meaning = {"synergy": "the interval lies above 1: the pair gains more than the product of the singles",
-               "overlap": "the interval lies below 1: the pair gains less than the product of the singles",
-               "stacks": "the interval contains 1: the speedups multiply within the seeds' spread"}[verdict]
+    verdict = PairVerdict.SYNERGY if lo > 1 else PairVerdict.OVERLAP if hi < 1 else PairVerdict.STACKS
+    meaning = {PairVerdict.SYNERGY: "the interval lies above 1: the pair gains more than the product of the singles",
+               PairVerdict.OVERLAP: "the interval lies below 1: the pair gains less than the product of the singles",
+               PairVerdict.STACKS: "the interval contains 1: the speedups multiply within the seeds' spread"}[verdict]
     return verdict, f"{nums} [{_x(lo)}, {_x(hi)}]; {meaning}{acc}"
 
 
 # ---------------------------------------------------------------- outputs
 
-def summarise(plan: Plan, outcomes: Outcomes, seeds: list[int], meta: dict[str, Any]) -> dict[str, Any]:
-    """The whole matrix as one JSON-ready dict (schema in harness/report.py's combinability page)."""
-    from harness.techniques import get_technique
+def summarise(plan: MatrixPlan, outcomes: Outcomes, seeds: list[int], meta: dict[str, Any]) -> dict[str, Any]:
+    """The whole matrix as one JSON-ready dict, in the schema of `harness.results.schema.Combinability`.
 
+    `meta` adds command, created, code_version, executor and provenance; `write_outputs` validates.
+    """
     singles = single_rows(plan, outcomes, seeds)
     pairs = [pair_row(plan, outcomes, seeds, a, b, why, singles) for a, b, why in plan.pairs]
     recipe = plan.recipe
@@ -198,9 +240,8 @@ def summarise(plan: Plan, outcomes: Outcomes, seeds: list[int], meta: dict[str, 
         "scale": plan.scale, "recipe": plan.recipe_name, "recipe_description": recipe.description,
         "budget": f"{recipe.budget.describe()}; batch {recipe.batch_size}", "overrides": list(plan.overrides),
         "target": {"metric": recipe.target.metric, "value": recipe.target.value, "mode": recipe.target.mode},
-        "seeds": list(seeds), "techniques": list(plan.names),
-        "composition_order": [c.name for c in sorted(map(get_technique, plan.names), key=lambda c: (c.order, c.name))],
-        "recipe_rule": recipe_rule(plan), **meta,
+        "seeds": list(seeds), "techniques": list(plan.names), "composition_order": list(plan.composition_order),
+        "recipe_rule": plan.rule, **meta,
         "runs": {"run": sum(not o["reused"] for o in outcomes.values()),
                  "reused": sum(bool(o["reused"]) for o in outcomes.values()),
                  "failed": sum(bool(o["error"]) for o in outcomes.values())},
@@ -211,6 +252,7 @@ def summarise(plan: Plan, outcomes: Outcomes, seeds: list[int], meta: dict[str, 
 
 
 def to_csv(summary: dict[str, Any]) -> bytes:
+    """combinability.csv: one row per pair; floats with 6 significant digits, missing values empty."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=PAIR_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -218,6 +260,30 @@ def to_csv(summary: dict[str, Any]) -> bytes:
         writer.writerow({k: ("" if row[k] is None else f"{row[k]:.6g}" if isinstance(row[k], float) else row[k])
                          for k in PAIR_COLUMNS})
     return buf.getvalue().encode()
+
+
+_SHORT = {"incompatible": "x", "missed target": "missed", "not measurable": "n/m", "diverged": "NaN",
+          "failed": "failed"}
+
+
+def _grid(summary: dict[str, Any]) -> tuple[np.ndarray, list[list[str]]]:
+    """Heatmap values and labels: single speedups on the diagonal, interactions or verdicts off it."""
+    names = summary["techniques"]
+    grid = np.full((len(names), len(names)), np.nan)
+    labels = [["" for _ in names] for _ in names]
+    for i, name in enumerate(names):
+        s = summary["singles"][name]
+        grid[i, i] = s["speedup"] if s["speedup"] else np.nan
+        labels[i][i] = f"S={s['speedup']:.2f}" if s["speedup"] else s["verdict"].replace(" ", "\n")
+    for p in summary["pairs"]:
+        i, j = names.index(p["a"]), names.index(p["b"])
+        for r, c in ((i, j), (j, i)):
+            if p["interaction"] is not None and p["verdict"] in ("stacks", "synergy", "overlap"):
+                grid[r, c] = p["interaction"]
+                labels[r][c] = f"{p['interaction']:.2f}" + ("*" if p["verdict"] != "stacks" else "")
+            else:
+                labels[r][c] = _SHORT.get(p["verdict"], p["verdict"])
+    return grid, labels
 
 
 def heatmap_png(summary: dict[str, Any]) -> bytes:
@@ -228,22 +294,7 @@ def heatmap_png(summary: dict[str, Any]) -> bytes:
 
     names = summary["techniques"]
     n = len(names)
-    grid = np.full((n, n), np.nan)
-    labels = [["" for _ in names] for _ in names]
-    for i, name in enumerate(names):
-        s = summary["singles"][name]
-        grid[i, i] = s["speedup"] if s["speedup"] else np.nan
-        labels[i][i] = f"S={s['speedup']:.2f}" if s["speedup"] else s["verdict"].replace(" ", "\n")
-    short = {"incompatible": "x", "missed target": "missed", "not measurable": "n/m", "diverged": "NaN",
-             "failed": "failed"}
-    for p in summary["pairs"]:
-        i, j = names.index(p["a"]), names.index(p["b"])
-        for r, c in ((i, j), (j, i)):
-            if p["interaction"] is not None and p["verdict"] in ("stacks", "synergy", "overlap"):
-                grid[r, c] = p["interaction"]
-                labels[r][c] = f"{p['interaction']:.2f}" + ("*" if p["verdict"] != "stacks" else "")
-            else:
-                labels[r][c] = short.get(p["verdict"], p["verdict"])
+    grid, labels = _grid(summary)
     fig = Figure(figsize=(1.0 * n + 3.2, 0.8 * n + 2.2))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(111)
@@ -265,12 +316,11 @@ def heatmap_png(summary: dict[str, Any]) -> bytes:
 
 
 def write_outputs(summary: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """combinability.csv, .json and .png under out_dir, each atomically; returns their paths."""
+    """combinability.json (validated by the schema), .csv and .png under out_dir, each atomically."""
     out_dir = Path(out_dir)
-    files = {"combinability.json": json.dumps(summary, indent=1, default=float, allow_nan=False).encode(),
+    files = {"combinability.json": combinability_json(summary, out_dir / "combinability.json"),
              "combinability.csv": to_csv(summary), "combinability.png": heatmap_png(summary)}
-    paths = []
-    for name, data in files.items():  # all rendered before the first is written
+    for name, data in files.items():  # all rendered (and the JSON validated) before the first is written
         atomic_write(out_dir / name, data)
-        paths.append(out_dir / name)
-    return paths
+    return [out_dir / name for name in files]
+

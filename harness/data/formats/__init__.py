@@ -1,0 +1,1 @@
+"""One module per official file format; importing a module registers its datasets in `DATASETS`."""

@@ -1,0 +1,68 @@
+"""`build_report`: the site, tta.csv, the figures and the PDF from `<runs_dir>/<paper>/<variant>.json`.
+
+Output, under `out`: an overview `index.html`, one `<paper>.html` per paper with a section per
+variant, a time-to-accuracy PNG per table under `figures/`, `tta.csv` and `figures/pareto.png`;
+`combinability.html` when `out/combinability.json` (written by `effitrain matrix`) exists; then
+`report.pdf`. Every input is validated before anything is written, every file goes through the
+one atomic writer, and the index is the last page of the site, so a crash never leaves a
+half-written page nor an index linking to a missing page. Output order is deterministic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+from harness.report import cells, figures, html
+from harness.report.pdf import build_pdf
+from harness.results import tta
+from harness.results.atomic import atomic_write
+from harness.results.schema import Combinability, ResultsTable, load_combinability, load_table, variant
+
+__all__ = ["build_report", "discover"]
+
+
+def discover(runs_dir: str | Path) -> list[ResultsTable]:
+    """Every results table under runs_dir, validated, by paper then scale (smoke < cpu < paper)."""
+    runs_dir = Path(runs_dir)
+    files = sorted(runs_dir.glob("*/*.json")) if runs_dir.is_dir() else []
+    return cells.sorted_tables([load_table(f) for f in files])
+
+
+def _paper_pages(tables: list[ResultsTable], out: Path) -> None:
+    """A figure per table and a page per paper."""
+    by_paper: dict[str, list[ResultsTable]] = {}
+    for table in tables:
+        by_paper.setdefault(table.paper, []).append(table)
+    for paper, group in by_paper.items():
+        urls = []
+        for table in group:
+            name = f"{paper}-{variant(table)}-tta.png"
+            atomic_write(out / "figures" / name, figures.tta_png(table))
+            urls.append(f"figures/{quote(name)}")
+        atomic_write(out / f"{paper}.html", html.paper_page(group, urls))
+
+
+def build_report(runs_dir: str | Path = "reports/runs", out: str | Path = "reports", pdf: bool = True) -> Path:
+    """Render every results table under runs_dir into a static site in `out`, then the PDF; return index.html.
+
+    Raises ValueError (naming the file and the field) on a malformed results or combinability file,
+    before anything is written; a failed PDF compile raises ValueError after the site is written and
+    leaves the previous report.pdf in place. `pdf=False` skips the PDF (tests that do not test it).
+    """
+    runs_dir, out = Path(runs_dir), Path(out)
+    tables = discover(runs_dir)
+    comb_path = out / "combinability.json"
+    comb: Combinability | None = load_combinability(comb_path) if comb_path.is_file() else None
+    _paper_pages(tables, out)
+    overview = tta.rows(tables)
+    atomic_write(out / "tta.csv", tta.to_csv(overview))
+    if tables:
+        atomic_write(out / "figures" / "pareto.png", figures.pareto_png(overview))
+    if comb is not None:
+        heatmap = (out / "combinability.png").is_file()
+        atomic_write(out / "combinability.html", html.combinability_page(comb, heatmap))
+    index = atomic_write(out / "index.html", html.index_page(tables, runs_dir, comb is not None))
+    if pdf:
+        build_pdf(tables, comb, out)
+    return index

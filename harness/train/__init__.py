@@ -1,0 +1,1 @@
+"""Training pieces below the Runner: checkpoints (and, as they move here, the module, optimizers, strategies)."""
