@@ -94,12 +94,15 @@ def _tracking(args: argparse.Namespace) -> str | None:
 def _execute(recipe: Any, seeds: list[int], args: argparse.Namespace, argv: Sequence[str], card: Any,
              out: Path, name: str | None = None) -> int:
     from harness.experiments.reproduce import run_recipe
+    from harness.train.strategy import is_rank_zero
 
     _prepare(recipe, seeds, args.data_root)
     table = run_recipe(recipe, seeds, card, command=_command_line(argv), tag=args.tag, name=name,
                        tracking_uri=_tracking(args), data_root=args.data_root, executor=args.executor,
                        workers=args.workers, ray_address=args.ray_address, rerun=args.rerun, resume=args.resume,
-                       quiet=args.quiet, out_path=out)
+                       quiet=args.quiet, out_path=out, devices=args.devices)
+    if not is_rank_zero(args.devices):
+        return 0  # rank 0 reports
     if not args.quiet:
         _print_summary(table)
     print(f"results: {out}")
@@ -188,6 +191,7 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from harness.experiments.session import parent_run
     from harness.results import combinability
     from harness.tracking import Tracker, provenance
+    from harness.train.strategy import is_rank_zero
 
     if args.params:
         _read_combine_params(args)
@@ -196,17 +200,21 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
     plan = matrix.make_plan(args.recipe, args.scale, args.set, args.techniques or None, args.settings)
     seeds = _seeds(args.seeds)
     _prepare(plan.recipe, seeds, args.data_root)
-    print(f"matrix: {len(plan.names)} techniques, {sum(w is None for *_, w in plan.pairs)} pairs to run, "
-          f"{sum(w is not None for *_, w in plan.pairs)} incompatible; {len(plan.arms)} arms x {len(seeds)} "
-          f"seed(s) on '{plan.recipe_name}' ({args.scale}), executor {args.executor}")
-    uri = _tracking(args)
+    lead = is_rank_zero(args.devices)  # with --devices N, the other ranks train the same jobs and write nothing
+    if lead:
+        print(f"matrix: {len(plan.names)} techniques, {sum(w is None for *_, w in plan.pairs)} pairs to run, "
+              f"{sum(w is not None for *_, w in plan.pairs)} incompatible; {len(plan.arms)} arms x {len(seeds)} "
+              f"seed(s) on '{plan.recipe_name}' ({args.scale}), executor {args.executor}")
+    uri = _tracking(args) if lead else None
     tracker = Tracker(uri) if uri else None
     with parent_run(tracker, matrix.EXPERIMENT, f"matrix {args.recipe} {args.scale}",
                     {"recipe": args.recipe, "scale": args.scale, "seeds": len(seeds), "executor": args.executor},
                     {"command": _command_line(argv)}) as parent:
         outcomes = matrix.run_matrix(plan, seeds, args.executor, args.workers, args.data_root, uri,
                                      args.ray_address, progress=not args.quiet, parent_run_id=parent,
-                                     rerun=args.rerun, resume=args.resume)
+                                     rerun=args.rerun, resume=args.resume, devices=args.devices)
+        if not lead:
+            return 0
         meta = {"command": _command_line(argv), "created": datetime.now(UTC).isoformat(timespec="seconds"),
                 "code_version": code_version(), "executor": args.executor, "provenance": provenance()}
         summary = combinability.summarise(plan, outcomes, seeds, meta)
@@ -316,6 +324,10 @@ def _run_flags(p: argparse.ArgumentParser, *, seeds_default: int, tag: bool = Tr
     p.add_argument("--executor", choices=EXECUTORS, help="where jobs run (default inprocess)")
     p.add_argument("--workers", type=int, help="processes: how many in parallel (default: one per CPU core)")
     p.add_argument("--ray-address", help="ray: the cluster to join, e.g. 127.0.0.1:6379 (default: start a local one)")
+    p.add_argument("--devices", type=int, default=1, metavar="N",
+                   help="train each run data-parallel over N processes (Lightning DDP: gloo on CPU, NCCL on "
+                        "GPUs); the recipe's batch size stays the global batch, each process trains on 1/N of "
+                        "it (default 1)")
     p.add_argument("--no-track", action="store_true", help="do not log to MLflow (runs are then kept in "
                                                            ".effitrain/runs for reuse and resume)")
     again = p.add_mutually_exclusive_group()

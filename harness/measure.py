@@ -242,7 +242,13 @@ class Evaluator(pl.Callback):
 
 
 class BudgetStop(pl.Callback):
-    """Stop training at the first exhausted budget limit; record which one."""
+    """Stop training at the first exhausted budget limit; record which one.
+
+    Data-parallel runs count GLOBAL samples and FLOPs: each of the `world_size` ranks trains on its share
+    of the global batch (`batch_size` is the global one) and the Evaluator counts one rank's step, so both
+    are scaled by the world size. The training-clock limit is decided by every rank together (any rank
+    over it stops all), as a rank that stops alone would leave the others waiting on its gradients.
+    """
 
     def __init__(self, budget: Budget, clock: TrainClock, evaluator: Evaluator, batch_size: int,
                  flop_fraction: float | Callable[[], float] = 1.0) -> None:
@@ -252,6 +258,7 @@ class BudgetStop(pl.Callback):
         self._fraction = flop_fraction
         self.flop_fraction = 1.0 if callable(flop_fraction) else float(flop_fraction)
         self.samples = 0
+        self.world_size = 1
         self.stopped_by = "epochs"
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -266,15 +273,20 @@ class BudgetStop(pl.Callback):
 
     @property
     def flops(self) -> float:
-        return self.evaluator.flops_per_step * self.flop_fraction * self.samples / self.batch_size
+        step = self.evaluator.flops_per_step * self.world_size  # one rank's share of the step, times the ranks
+        return step * self.flop_fraction * self.samples / self.batch_size
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.samples += len(batch[1])
+        self.world_size = trainer.world_size
+        self.samples += len(batch[1]) * self.world_size
         b = self.budget
         checks = [("steps", b.steps, trainer.global_step), ("samples", b.samples, self.samples),
                   ("train_seconds", b.train_seconds, self.clock.seconds), ("flops", b.flops, self.flops)]
         for name, limit, used in checks:
-            if limit is not None and used >= limit:
+            over = limit is not None and used >= limit
+            if name == "train_seconds" and limit is not None and trainer.world_size > 1:
+                over = trainer.strategy.reduce_boolean_decision(over, all=False)  # each rank has its own clock
+            if over:
                 self.stopped_by = name
                 trainer.should_stop = True
                 return

@@ -32,6 +32,7 @@ from harness.recipes import Arm, Recipe
 from harness.techniques import Technique, compose
 from harness.tracking import MetricBuffer, Tracker, provenance
 from harness.train.checkpoint import Checkpoint
+from harness.train.strategy import check_batch, check_devices, global_rank, is_rank_zero, per_rank_batch, trainer_args
 
 
 @dataclass
@@ -253,22 +254,34 @@ class Runner:
     """Runs recipes; logs to MLflow; writes results tables."""
 
     def __init__(self, tracker: Tracker | None = None, data_root: str | Path = "datasets",
-                 progress: bool | None = None, accelerator: str = "auto") -> None:
-        self.tracker = tracker
+                 progress: bool | None = None, accelerator: str = "auto", devices: int = 1) -> None:
+        """`devices` > 1 trains each run data-parallel over that many processes (harness.train.strategy)."""
+        check_devices(devices)
+        # Only rank 0 logs: the other ranks of a data-parallel run train the same run and write nothing.
+        self.tracker = tracker if is_rank_zero(devices) else None
         self.data_root = Path(data_root)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.accelerator = accelerator
+        self.devices = devices
 
     # -- data
     def loaders(self, recipe: Recipe, seed: int):
         """(data, train, val, test): the recipe's split and subset as batch loaders of the dataset's kind
-        (in-memory `BatchLoader`s, or `StreamLoader`s with a worker per CPU core, at most 8, for stream datasets)."""
+        (in-memory `BatchLoader`s, or `StreamLoader`s with a worker per CPU core, at most 8, for stream datasets).
+
+        Data-parallel: the training loader yields this rank's share of each global batch; validation and
+        test stay whole on every rank, so every rank sees the same curve and the same time-to-target step.
+        """
         data = datamod.load_dataset(recipe.dataset, self.data_root)
         workers = min(8, os.cpu_count() or 1) if isinstance(data, datamod.StreamData) else 0
-        train, val, test = datamod.make_loaders(
-            data, batch_size=recipe.batch_size, seed=seed, n_val=recipe.n_val, split_seed=recipe.split_seed,
-            n_train=recipe.n_train, crop_pad=recipe.crop_pad, flip=recipe.flip, flatten=recipe.flatten,
-            num_workers=workers)
+        common = dict(seed=seed, n_val=recipe.n_val, split_seed=recipe.split_seed, n_train=recipe.n_train,
+                      crop_pad=recipe.crop_pad, flip=recipe.flip, flatten=recipe.flatten, num_workers=workers)
+        train, val, test = datamod.make_loaders(data, batch_size=recipe.batch_size, **common)
+        if self.devices > 1:
+            check_batch(recipe.batch_size, self.devices, f"recipe {recipe.name}")
+            train, _, _ = datamod.make_loaders(
+                data, batch_size=per_rank_batch(recipe.batch_size, self.devices), rank=global_rank(self.devices),
+                world_size=self.devices, **common)
         return data, train, val, test
 
     # -- one run
@@ -309,7 +322,7 @@ class Runner:
         plugins = [p for p in (t.precision_plugin() for t in techniques) if p is not None]
         _quiet_lightning()
         trainer = pl.Trainer(
-            accelerator=self.accelerator, devices=1, max_epochs=recipe.budget.epochs or -1,
+            **trainer_args(self.devices, self.accelerator), max_epochs=recipe.budget.epochs or -1,
             max_steps=recipe.budget.steps or -1,
             callbacks=[*techniques, clock, evaluator, stop, buffer, *([saver] if saver else [])],
             plugins=plugins or None, logger=False, enable_checkpointing=False, enable_model_summary=False,

@@ -105,7 +105,8 @@ def test_speedup_when_only_the_technique_reaches_the_target_is_not_infinite():
 
 def test_claims_are_judged_per_seed_and_unmeasured_metrics_say_so():
     from harness.cards import Claim, PaperCard
-    from harness.runner import RunResult, judge_claims
+    from harness.experiments.reproduce import judge_claims
+    from harness.runner import RunResult
 
     def run(arm, seed, errors):
         return RunResult(arm, seed, None, 1.0, 0.1, 0.1, 0.1, 10, 320, 1e6, 1.0, None, {"test/errors": errors}, [],

@@ -65,6 +65,13 @@ class EpochCursor:
     def __len__(self) -> int:
         raise NotImplementedError
 
+    @property
+    def current_epoch(self) -> int | None:
+        """The epoch of the last started iteration (None before the first): the epoch the batch a training
+        step holds came from. Lightning calls `iter()` once more than it trains (to check the loader is
+        iterable), so this is not the Trainer's epoch number."""
+        return None if self._active is None else self._active[0]
+
     def _begin(self) -> tuple[int, int]:
         """Start an iteration: (epoch, first batch); counted at the call, so a half-consumed epoch moves on."""
         epoch, start = self.epoch, self._resume_batch

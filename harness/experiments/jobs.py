@@ -49,6 +49,7 @@ class Job:
     rerun: bool = False
     resume: bool = False
     checkpoint_every_n_steps: int | None = None  # None: the recipe's evaluation cadence
+    devices: int = 1  # > 1: trained data-parallel over that many processes (harness.train.strategy)
 
 
 _CODE_VERSION: str | None = None
@@ -89,6 +90,8 @@ def run_key(job: Job) -> str:
             "arm": [list(arm.techniques), arm.technique_kwargs], "seed": job.seed,
             "references": dict(sorted(job.reference_keys.items())),
             "versions": [torch.__version__, lightning.__version__, numpy.__version__], "device": device}
+    if job.devices > 1:  # sharded augmentation and gradient reduction change the run (one device: keys unchanged)
+        spec["devices"] = job.devices
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=repr).encode()).hexdigest()[:24]
 
 
@@ -102,23 +105,33 @@ def run_store() -> Path:
 # ---------------------------------------------------------------- running one job
 
 def run_job(job: Job) -> Outcome:
-    """Run one job, or read it back; never raises for a run that fails or diverges (the outcome says so)."""
+    """Run one job, or read it back; never raises for a run that fails or diverges (the outcome says so).
+
+    Data-parallel, every rank runs the job; rank 0 alone looks up and records it, and hands its
+    decision to reuse (with the reused outcome) to the other ranks, so that they all train or none does.
+    """
     import torch
 
     from harness.tracking import Tracker
+    from harness.train.strategy import agree, is_rank_zero
 
     if job.threads:
         torch.set_num_threads(job.threads)
-    tracker = Tracker(job.tracking_uri) if job.tracking_uri else None
+    lead = is_rank_zero(job.devices)
+    tracker = Tracker(job.tracking_uri) if job.tracking_uri and lead else None
     key = run_key(job)
-    if not job.rerun and (tracker is not None or job.resume):  # untracked runs are read back only to resume
+    found = None
+    if lead and not job.rerun and (tracker is not None or job.resume):  # untracked runs: read back only to resume
         found = _reused(tracker, job, key)
-        if found is not None:
-            return found
+    if job.devices > 1:
+        found = agree(found)
+    if found is not None:
+        return found
     out: Outcome = {"arm": job.arm, "seed": job.seed, "key": key, "reused": False, "resumed": False,
                     "result": None, "error": None, "diverged": False, "state": None}
     _train(job, tracker, key, out)
-    _record(tracker, job, key, out)
+    if lead:
+        _record(tracker, job, key, out)
     if not job.recipe.arm(job.arm).reference:
         out["state"] = None  # recorded as an artifact; only reference arms' weights travel on
     return out
@@ -127,14 +140,17 @@ def run_job(job: Job) -> Outcome:
 def _train(job: Job, tracker: Any, key: str, out: Outcome) -> None:
     from harness.runner import Runner
 
-    runner = Runner(tracker, job.data_root, progress=False)
+    runner = Runner(tracker, job.data_root, progress=False, devices=job.devices)
     folder = run_store() / key
+    # Data-parallel runs do not checkpoint yet: Checkpoint.save renames a temporary file that Lightning
+    # writes on rank 0 only, so the other ranks fail there. Once it renames on rank 0 only, pass it on every rank.
+    checkpoint = folder / "last.ckpt"
     try:
         context = _context(runner, job)
         result, model = runner.run_one(
             job.recipe, job.recipe.arm(job.arm), job.seed, context, experiment=job.experiment,
             extra_tags={**job.tags, KEY_TAG + ".pending": key}, parent_run_id=job.parent_run_id,
-            checkpoint=folder / "last.ckpt", checkpoint_every_n_steps=job.checkpoint_every_n_steps,
+            checkpoint=checkpoint, checkpoint_every_n_steps=job.checkpoint_every_n_steps,
             resume=job.resume)
         out["result"], out["resumed"] = result.row(), result.resumed_from_step is not None
         out["state"] = _state_bytes(model)

@@ -39,6 +39,7 @@ from harness.experiments.reproduce import run_phases
 from harness.recipes import Arm, Recipe, apply_overrides, get_recipe
 from harness.runner import validate
 from harness.techniques import conflict_reason, get_technique, techniques
+from harness.train.strategy import check_batch, check_devices, launch
 
 __all__ = ["EXECUTORS", "EXPERIMENT", "Plan", "arm_name", "make_plan", "recipe_rule", "run_matrix"]
 
@@ -153,17 +154,23 @@ def _origin(name: str) -> str:
 def run_matrix(plan: Plan, seeds: list[int], executor: str = "inprocess", workers: int | None = None,
                data_root: str = "datasets", tracking_uri: str | None = None, ray_address: str | None = None,
                progress: bool | None = None, parent_run_id: str | None = None, rerun: bool = False,
-               resume: bool = False) -> dict[tuple[str, int], Outcome]:
+               resume: bool = False, devices: int = 1) -> dict[tuple[str, int], Outcome]:
     """Every arm of the plan over the seeds, through the job pipeline; outcomes by (arm, seed).
 
-    A run that fails or diverges is an outcome (and later a verdict), not the end of the matrix.
+    A run that fails or diverges is an outcome (and later a verdict), not the end of the matrix. With
+    `devices` > 1 each job trains data-parallel (harness.train.strategy); only rank 0 logs and reports progress.
     """
+    check_devices(devices, executor)
+    for arm in plan.arms:
+        check_batch(plan.recipe.for_arm(arm).batch_size, devices, f"recipe {plan.recipe_name}, arm {arm.name}")
+    lead = launch(devices) == 0
+    tracking_uri = tracking_uri if lead else None
     if tracking_uri:  # create the store and experiment once, before workers open it concurrently
         from harness.tracking import Tracker
 
         Tracker(tracking_uri)._experiment(EXPERIMENT)
     jobs = [Job(plan.recipe, arm.name, seed, EXPERIMENT, data_root, tracking_uri, parent_run_id,
                 {"matrix.recipe": plan.recipe_name}, threads=threads_per_job(executor, workers), rerun=rerun,
-                resume=resume) for seed in seeds for arm in plan.arms]
-    bar = Progress(len(jobs), "matrix", quiet=progress is False)
+                resume=resume, devices=devices) for seed in seeds for arm in plan.arms]
+    bar = Progress(len(jobs), "matrix", quiet=progress is False or not lead)
     return run_phases(jobs, executor, workers, ray_address, bar, fail_fast=False)

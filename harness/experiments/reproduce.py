@@ -25,6 +25,7 @@ from harness.measure import bootstrap_interval, claim_verdict, speedup
 from harness.recipes import Recipe
 from harness.runner import RunResult, arm_order, baseline_of, validate
 from harness.tracking import Tracker, provenance
+from harness.train.strategy import check_batch, check_devices, launch
 
 __all__ = ["describe_budget", "judge_claims", "run_phases", "run_recipe"]
 
@@ -56,25 +57,34 @@ def run_recipe(recipe: Recipe, seeds: list[int], card: PaperCard | None = None, 
                tag: str = "full", name: str | None = None, tracking_uri: str | None = None,
                data_root: str = "datasets", executor: str = "inprocess", workers: int | None = None,
                ray_address: str | None = None, rerun: bool = False, resume: bool = False, quiet: bool = True,
-               out_path: str | Path | None = None) -> dict[str, Any]:
-    """Run every arm over every seed; return the results table (and write it to `out_path` if given)."""
+               out_path: str | Path | None = None, devices: int = 1) -> dict[str, Any]:
+    """Run every arm over every seed; return the results table (and write it to `out_path` if given).
+
+    With `devices` > 1 each job trains data-parallel over that many processes (started here, see
+    harness.train.strategy); every rank returns the table, only rank 0 logs, reports progress and writes it.
+    """
     validate(recipe, seeds)
+    check_devices(devices, executor)
+    for arm in recipe.arms:
+        check_batch(recipe.for_arm(arm).batch_size, devices, f"recipe {recipe.name}, arm {arm.name}")
+    lead = launch(devices) == 0
     label = name or recipe.paper or recipe.name
     experiment = f"effitrain/{label}"
+    tracking_uri = tracking_uri if lead else None
     tracker = Tracker(tracking_uri) if tracking_uri else None
     params = {"recipe": recipe.name, "scale": recipe.scale, "seeds": len(seeds), "tag": tag, "executor": executor}
     with parent_run(tracker, experiment, f"{label} {recipe.scale}-{tag}", params,
                     {"command": command, "paper": recipe.paper or "", "tag": tag}) as parent:
         jobs = [Job(recipe, arm.name, seed, experiment, data_root, tracking_uri, parent, {"tag": tag},
-                    threads=threads_per_job(executor, workers), rerun=rerun, resume=resume)
+                    threads=threads_per_job(executor, workers), rerun=rerun, resume=resume, devices=devices)
                 for seed in seeds for arm in arm_order(recipe)]
-        outcomes = run_phases(jobs, executor, workers, ray_address, Progress(len(jobs), label, quiet))
+        outcomes = run_phases(jobs, executor, workers, ray_address, Progress(len(jobs), label, quiet or not lead))
         results = {a.name: [RunResult.from_row(outcomes[(a.name, s)]["result"]) for s in seeds]
                    for a in arm_order(recipe)}
         # As the file will hold it (tuples as lists), so what is returned and what is written agree.
         table = json.loads(json.dumps(_table(recipe, seeds, results, card, command, tag, name, data_root),
                                       default=float))
-        if out_path is not None:
+        if out_path is not None and lead:
             from harness.results.schema import write_table
 
             write_table(table, out_path)

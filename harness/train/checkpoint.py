@@ -5,8 +5,8 @@ Every `every_n_steps` optimizer steps the whole training state goes to one file,
 schedule, precision plugin and loop progress, and every callback's `state_dict`: the training clock,
 the evaluation curve, the budget counters), plus what Lightning does not keep: the random number
 generators of torch, NumPy and Python, and the training loader's position (epoch, batches consumed).
-The position is read from the step being saved, not from the loader: Lightning fetches one batch
-ahead, so the loader itself has already yielded the next one.
+The position is the loader's epoch and the batches the saved step has consumed, not what the loader
+has yielded: Lightning fetches one batch ahead.
 
 Writing a checkpoint is off the training clock; its cost is recorded as `checkpoint_seconds`.
 """
@@ -57,12 +57,20 @@ class Checkpoint(pl.Callback):
         self._loader_state: dict[str, int] | None = None
         self._rng_to_restore: dict[str, Any] | None = None
         self.resumed_from_step: int | None = None  # the step a resumed run continued from
+        self._due = False
 
     # -- saving
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step % self.every_n_steps == 0 and not trainer.should_stop:
-            # The loader starts epoch e at Lightning's epoch e (one iter() per epoch), so this is its position.
-            self.save(trainer, {"epoch": trainer.current_epoch, "batch": batch_idx + 1})
+        if trainer.global_step % self.every_n_steps == 0:
+            self._due = True
+        # Never at the last batch of an epoch: Lightning 2.6 restores such a checkpoint with its epoch count
+        # one short, so a checkpoint written after that resume would replay part of an epoch (measured: 116
+        # steps instead of 112). The save moves to the next step, the first of the next epoch.
+        if self._due and batch_idx + 1 < trainer.num_training_batches and not trainer.should_stop:
+            self._due = False
+            loader = trainer.train_dataloader
+            epoch = getattr(loader, "current_epoch", None)  # the loader's own count (see EpochCursor)
+            self.save(trainer, {"epoch": trainer.current_epoch if epoch is None else epoch, "batch": batch_idx + 1})
 
     def save(self, trainer: pl.Trainer, loader_state: dict[str, int]) -> None:
         was_running = self.clock._started is not None
@@ -72,10 +80,12 @@ class Checkpoint(pl.Callback):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            trainer.save_checkpoint(tmp)
-            os.replace(tmp, self.path)
+            trainer.save_checkpoint(tmp)  # every rank calls it (it holds a barrier); rank 0 writes the file
+            if trainer.is_global_zero:
+                os.replace(tmp, self.path)
         finally:
-            tmp.unlink(missing_ok=True)
+            if trainer.is_global_zero:
+                tmp.unlink(missing_ok=True)
             self._loader_state = None
         self.checkpoint_seconds += time.perf_counter() - t0
         self.saved_steps = trainer.global_step
