@@ -103,6 +103,9 @@ def _execute(recipe: Any, seeds: list[int], args: argparse.Namespace, argv: Sequ
                        quiet=args.quiet, out_path=out, devices=args.devices)
     if not is_rank_zero(args.devices):
         return 0  # rank 0 reports
+    from harness.results.exports import write_exports
+
+    write_exports(table, out)  # headline metrics and curves beside the table, for dvc metrics/plots
     if not args.quiet:
         _print_summary(table)
     print(f"results: {out}")
@@ -250,7 +253,7 @@ def _read_combine_params(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.report.build import build_report
 
-    path = build_report(args.runs_dir, args.out)
+    path = build_report(args.runs_dir, args.out, matrix_dir=args.matrix_dir)
     print(f"report: {Path(path).resolve()}")
     return 0
 
@@ -367,8 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports", help="where combinability.{csv,json,png} go (default reports)")
     p.set_defaults(settings=None, tag="matrix")  # technique arguments come only from params.yaml's combine.settings
     p = sub.add_parser("report", help="build reports/index.html and reports/report.pdf from reports/runs")
-    p.add_argument("--runs-dir", default=str(RESULTS_DIR))
-    p.add_argument("--out", default="reports")
+    p.add_argument("--runs-dir", default=str(RESULTS_DIR), help="the results tables (default reports/runs)")
+    p.add_argument("--matrix-dir", help="where combinability.{json,png} are (default: the --out folder)")
+    p.add_argument("--out", default="reports", help="where the site and report.pdf go (default reports)")
     p = sub.add_parser("data", help="download (online) or check a dataset")
     p.add_argument("action", choices=["download", "check"])
     p.add_argument("name", help="a dataset name, as `effitrain list` shows")

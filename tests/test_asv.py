@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 KERNELS = Path(__file__).resolve().parents[1] / "kernels"
 
 
+@pytest.mark.slow
 def test_asv_finds_every_benchmark_file_and_reports_no_problem():
     asv = Path(sys.executable).with_name("asv")
     assert asv.exists(), "asv is pinned in requirements.lock; install the locked environment"

@@ -122,6 +122,7 @@ def _matrix(args: list[str]) -> int:
     return main(["matrix", "--scale", "smoke", "--seeds", "2", *sum((["--set", s] for s in SMOKE), []), *args])
 
 
+@pytest.mark.slow
 def test_matrix_runs_writes_its_outputs_and_reuses_mlflow_runs(project, capsys):
     names = ["activation_grad_pruning", "distillation", "lars"]
     assert _matrix(["--techniques", *names]) == 0
@@ -140,6 +141,7 @@ def test_matrix_runs_writes_its_outputs_and_reuses_mlflow_runs(project, capsys):
     assert ": reused, " in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_local_processes_give_the_in_process_results(project):
     names = ["fixed_point", "gradient_approximation"]
     plan = matrix.make_plan("mnist_cnn", "smoke", SMOKE, names)
@@ -149,6 +151,20 @@ def test_local_processes_give_the_in_process_results(project):
     for key in inproc:
         assert inproc[key]["result"]["final"] == procs[key]["result"]["final"], key
         assert inproc[key]["result"]["steps"] == procs[key]["result"]["steps"]
+
+
+def _finals(table: dict) -> dict:
+    return {arm: [(r["steps"], r["final"]) for r in a["runs"]] for arm, a in table["arms"].items()}
+
+
+@pytest.mark.slow
+def test_reproduce_through_local_processes_gives_the_in_process_table(project):
+    args = ["reproduce", "hinton2015_distillation", "--scale", "smoke", "--no-track", "--seeds", "2"]
+    assert main([*args, "--executor", "processes", "--workers", "2", "--tag", "procs"]) == 0
+    assert main([*args, "--tag", "local"]) == 0
+    tables = {t: json.loads(Path(f"reports/runs/hinton2015_distillation/smoke-{t}.json").read_text())
+              for t in ("procs", "local")}
+    assert _finals(tables["procs"]) == _finals(tables["local"])  # the teacher's weights reached the workers too
 
 
 class _NaNLoss(Technique):
@@ -171,6 +187,7 @@ def test_a_diverging_technique_is_a_verdict_not_a_crash(project, monkeypatch):
     assert summary["pairs"][0]["verdict"] == "diverged" and "nan" in summary["pairs"][0]["reason"]
 
 
+@pytest.mark.slow
 def test_ray_executor_on_a_local_cluster(project):
     """A Ray cluster started on 127.0.0.1 runs the jobs and gives the in-process results."""
     ray_bin = Path(sys.executable).with_name("ray")
@@ -187,6 +204,13 @@ def test_ray_executor_on_a_local_cluster(project):
         local = matrix.run_matrix(plan, [0], "inprocess", progress=False)
         finals = {k: v["result"]["final"] for k, v in local.items()}
         assert {k: v["result"]["final"] for k, v in ray_out.items()} == finals
+        # `reproduce` goes through the same executors: a paper's table from the cluster equals the in-process one.
+        args = ["reproduce", "micikevicius2018_mixed_precision", "--scale", "smoke", "--no-track", "--rerun"]
+        assert main([*args, "--executor", "ray", "--ray-address", f"127.0.0.1:{port}", "--tag", "ray"]) == 0
+        assert main([*args, "--tag", "local"]) == 0
+        tables = {t: json.loads(Path(f"reports/runs/micikevicius2018_mixed_precision/smoke-{t}.json").read_text())
+                  for t in ("ray", "local")}
+        assert _finals(tables["ray"]) == _finals(tables["local"])
     finally:
         import ray
 

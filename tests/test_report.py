@@ -19,6 +19,7 @@ from harness.report import cells
 from harness.report.build import build_report
 from harness.results import stats
 from harness.results.schema import (
+    SCHEMA_VERSION,
     ClaimVerdict,
     Combinability,
     ResultsTable,
@@ -79,7 +80,7 @@ def _assert_kept(original: Any, written: Any, where: str = "") -> None:
 def test_verdicts_are_enums_written_as_their_words(tmp_path: Path) -> None:
     path = write(tmp_path / "runs", table("cpu", "b"))
     text = path.read_text(encoding="utf-8")
-    assert '"verdict": "not reproduced"' in text and '"schema_version": 1' in text
+    assert '"verdict": "not reproduced"' in text and f'"schema_version": {SCHEMA_VERSION}' in text
     loaded = load_table(path)
     assert loaded.claims[0].verdict is ClaimVerdict.NOT_REPRODUCED
     assert loaded.speedups["distilled"].verdict is SpeedupVerdict.INCONCLUSIVE
@@ -104,7 +105,7 @@ def _broken(tmp_path: Path, change: Any) -> Path:
     (lambda r: r["target"].update(value=True), "'target.value' should be a number"),
     (lambda r: r.update(speedups=[]), "'speedups' should be an object"),
     (lambda r: r.update(comment="x"), "unknown key 'comment'"),
-    (lambda r: r.update(schema_version=2), "schema_version 2 is newer"),
+    (lambda r: r.update(schema_version=SCHEMA_VERSION + 1), f"schema_version {SCHEMA_VERSION + 1} is newer"),
 ])
 def test_a_bad_table_raises_naming_file_and_field(tmp_path: Path, change: Any, message: str) -> None:
     path = _broken(tmp_path, change)

@@ -25,7 +25,8 @@ __all__ = ["build_report", "discover"]
 def discover(runs_dir: str | Path) -> list[ResultsTable]:
     """Every results table under runs_dir, validated, by paper then scale (smoke < cpu < paper)."""
     runs_dir = Path(runs_dir)
-    files = sorted(runs_dir.glob("*/*.json")) if runs_dir.is_dir() else []
+    files = sorted(f for f in runs_dir.glob("*/*.json") if not f.name.endswith(".metrics.json")) \
+        if runs_dir.is_dir() else []  # <table>.metrics.json: DVC's headline numbers (results/exports.py)
     return cells.sorted_tables([load_table(f) for f in files])
 
 
@@ -43,17 +44,24 @@ def _paper_pages(tables: list[ResultsTable], out: Path) -> None:
         atomic_write(out / f"{paper}.html", html.paper_page(group, urls))
 
 
-def build_report(runs_dir: str | Path = "reports/runs", out: str | Path = "reports", pdf: bool = True) -> Path:
+def build_report(runs_dir: str | Path = "reports/runs", out: str | Path = "reports", pdf: bool = True,
+                 matrix_dir: str | Path | None = None) -> Path:
     """Render every results table under runs_dir into a static site in `out`, then the PDF; return index.html.
+
+    The combinability matrix is read from `matrix_dir` (default: `out`, where `effitrain matrix` writes by
+    default); when it lies elsewhere its heatmap is copied into the site.
 
     Raises ValueError (naming the file and the field) on a malformed results or combinability file,
     before anything is written; a failed PDF compile raises ValueError after the site is written and
     leaves the previous report.pdf in place. `pdf=False` skips the PDF (tests that do not test it).
     """
     runs_dir, out = Path(runs_dir), Path(out)
+    matrix_dir = Path(matrix_dir) if matrix_dir is not None else out
     tables = discover(runs_dir)
-    comb_path = out / "combinability.json"
+    comb_path = matrix_dir / "combinability.json"
     comb: Combinability | None = load_combinability(comb_path) if comb_path.is_file() else None
+    if comb is not None and matrix_dir.resolve() != out.resolve() and (matrix_dir / "combinability.png").is_file():
+        atomic_write(out / "combinability.png", (matrix_dir / "combinability.png").read_bytes())
     _paper_pages(tables, out)
     overview = tta.rows(tables)
     atomic_write(out / "tta.csv", tta.to_csv(overview))

@@ -345,6 +345,9 @@ def _record(cls: type, obj: Any, where: str, path: str) -> Any:
             raise ValueError(f"{path}: unknown key '{prefix}{key}'")
     values = {}
     for name, f in known.items():
+        if name == "schema_version" and name not in obj:  # written before the field existed: version 1
+            values[name] = 1
+            continue
         if name not in obj:
             if f.default is MISSING and f.default_factory is MISSING:
                 raise ValueError(f"{path}: missing key '{prefix}{name}'")

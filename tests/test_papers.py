@@ -1,0 +1,41 @@
+"""The contract every registered paper keeps, parametrised over the registry: its smoke recipe trains every
+arm through the job pipeline, its table validates against the schema, and its claims name arms its recipes
+have at the scales where they are judged. A new paper gets these tests by being registered."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from harness.experiments.reproduce import run_recipe
+from harness.papers import papers
+from harness.recipes import SCALES
+from harness.results.schema import ResultsTable
+
+PAPERS = list(papers())
+
+
+@pytest.mark.parametrize("paper", PAPERS)
+def test_the_smoke_recipe_trains_every_arm_through_the_pipeline(paper):
+    module = papers()[paper]
+    recipe = module.recipe("smoke")
+    table = run_recipe(recipe, [0], module.CARD)
+    ResultsTable.from_dict(table)  # the table the command would write validates
+    assert set(table["arms"]) == {a.name for a in recipe.arms}
+    for arm, body in table["arms"].items():
+        run = body["runs"][0]
+        assert run["steps"] >= 1 and math.isfinite(run["final"]["test/loss"]), arm
+    assert all(c["verdict"] == "not run at this scale" for c in table["claims"])  # synthetic data: no verdicts
+    assert table["card"]["bibtex"] == module.CARD.bibtex
+
+
+@pytest.mark.parametrize("paper", PAPERS)
+def test_claims_name_arms_the_recipes_have(paper):
+    """A claim's arm exists in the paper's recipes (some arms exist only where they can run: fp16 on CUDA;
+    a claim whose arm is absent at a scale is then judged "not run at this scale", never silently dropped)."""
+    module = papers()[paper]
+    assert module.CARD.claims, f"{paper} has no claims"
+    arms = {a.name for scale in SCALES for a in module.recipe(scale).arms}
+    for claim in module.CARD.claims:
+        assert claim.arm in arms and (claim.minus_arm is None or claim.minus_arm in arms), claim.id
