@@ -17,7 +17,6 @@ import pytest
 
 from harness.report import cells
 from harness.report.build import build_report
-from harness.results import stats
 from harness.results.schema import (
     SCHEMA_VERSION,
     ClaimVerdict,
@@ -144,16 +143,6 @@ def test_combinability_records_round_trip() -> None:
 
     comb = combinability(table("cpu", "b").provenance)
     assert Combinability.from_dict(json.loads(json.dumps(comb.to_dict()))) == comb
-
-
-def test_stats_agree_with_measure() -> None:
-    """harness.results.stats repeats harness.measure's definitions without torch; they must not drift."""
-    from harness import measure
-
-    cases = [([10.0, 11, 9], [5.0, None, 4.5]), ([10.0], [4.0]), ([None, None], [3.0, 4.0]), ([5.0, 6], [None, None])]
-    for base, tech in cases:
-        assert stats.speedup(base, tech) == measure.speedup(base, tech)
-    assert stats.bootstrap_interval([1.0, 2, 3, 4]) == measure.bootstrap_interval([1.0, 2, 3, 4])
 
 
 _TRAINING = ("torch", "lightning", "reproductions", "harness.runner", "harness.matrix", "harness.measure",

@@ -1,10 +1,8 @@
-"""Torch-free statistics the results need: medians, percentile-bootstrap intervals, speedups.
+"""The protocol's statistics (DESIGN.md, "Seeds and statistics"): medians, percentile-bootstrap
+intervals over seeds, speedups of median time to target, claim verdicts.
 
-These are the definitions of `harness.measure` (DESIGN.md, "Seeds and statistics"), repeated
-here so that the combinability verdicts can be computed without importing torch or Lightning
-(harness.measure imports both). `tests/test_report.py` checks that the two agree; once the
-measurement code is split so that its statistics import no torch, `measure` should import
-these (or they move there) and the copy goes.
+Torch-free, so the report and the combinability verdicts need no training code; harness.measure
+re-exports them for the code that runs.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["median", "bootstrap_interval", "speedup"]
+__all__ = ["bootstrap_interval", "claim_verdict", "median", "speedup"]
 
 
 def median(values: list[float]) -> float | None:
@@ -29,7 +27,7 @@ def _median(values: np.ndarray) -> float:
 
 def bootstrap_interval(values: list[float], stat: Callable[[np.ndarray], float] = _median,
                        n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of `stat` over `values` (inf allowed); as measure.bootstrap_interval."""
+    """Percentile bootstrap interval of `stat` over `values` (inf allowed); """
     arr = np.asarray(values, dtype=float)
     rng = np.random.default_rng(seed)
     boots = np.array([stat(arr[rng.integers(0, len(arr), len(arr))]) for _ in range(n_boot)])
@@ -39,7 +37,7 @@ def bootstrap_interval(values: list[float], stat: Callable[[np.ndarray], float] 
 
 def speedup(baseline_s: list[float | None], technique_s: list[float | None], n_boot: int = 2000,
             seed: int = 0) -> dict[str, Any]:
-    """Speedup of median times to target with a bootstrap interval over seeds; as measure.speedup.
+    """Speedup of median times to target with a bootstrap interval over seeds.
 
     None (not reached) counts as infinite time. "faster"/"slower" when the interval excludes 1,
     else "inconclusive" (always with one seed). Never reaching the target gives speedup 0;
@@ -71,3 +69,16 @@ def _ratio(baseline: float, technique: float) -> float | None:
     if technique == 0:
         return None
     return float(baseline / technique)  # inf/finite = inf (technique reached, baseline did not)
+
+
+def claim_verdict(claimed: float | None, tolerance: float, low: float | None, high: float | None) -> str:
+    """Compare a measured interval [low, high] with claimed +- tolerance."""
+    if claimed is None:
+        return "no number to compare"
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return "inconclusive"
+    if high < claimed - tolerance or low > claimed + tolerance:
+        return "not reproduced"
+    if claimed - tolerance <= low and high <= claimed + tolerance:
+        return "reproduced"
+    return "inconclusive"
