@@ -103,9 +103,6 @@ def _execute(recipe: Any, seeds: list[int], args: argparse.Namespace, argv: Sequ
                        quiet=args.quiet, out_path=out, devices=args.devices)
     if not is_rank_zero(args.devices):
         return 0  # rank 0 reports
-    from harness.results.exports import write_exports
-
-    write_exports(table, out)  # headline metrics and curves beside the table, for dvc metrics/plots
     if not args.quiet:
         _print_summary(table)
     print(f"results: {out}")

@@ -22,7 +22,11 @@ def test_mlflow_run_holds_params_metrics_provenance_and_source(project):
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     parent = parents[0].info.run_id
-    assert [a.path for a in client.list_artifacts(parent, "results")] == ["results/table.json"]
+    assert {a.path for a in client.list_artifacts(parent, "results")} == {
+        "results/table.json", "results/table.metrics.json", "results/table.curves"}
+    assert [a.path for a in client.list_artifacts(parent, "figures")] == ["figures/tta.png"]
+    assert sorted(a.path for a in client.list_artifacts(parent, "results/table.curves")) == [
+        f"results/table.curves/{arm}.csv" for arm in ("distilled", "hard_student", "teacher")]
     assert sorted(r.data.tags["arm"] for r in children) == ["distilled", "hard_student", "teacher"]
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent}
     run = client.get_run(table["arms"]["distilled"]["runs"][0]["run_id"])

@@ -85,12 +85,24 @@ def run_recipe(recipe: Recipe, seeds: list[int], card: PaperCard | None = None, 
         table = json.loads(json.dumps(_table(recipe, seeds, results, card, command, tag, name, data_root),
                                       default=float))
         if out_path is not None and lead:
-            from harness.results.schema import write_table
-
-            write_table(table, out_path)
-            if tracker and parent:
-                tracker.log_artifact(parent, out_path, "results")
+            _write(table, Path(out_path), tracker, parent)
     return table
+
+
+def _write(table: dict[str, Any], out_path: Path, tracker: Tracker | None, parent: str | None) -> None:
+    """The table, its DVC metrics and curves beside it; with MLflow, all of them and the time-to-accuracy
+    figure as artifacts of the command's parent run."""
+    from harness.report.figures import tta_png
+    from harness.results.exports import write_exports
+    from harness.results.schema import ResultsTable, write_table
+
+    write_table(table, out_path)
+    exports = write_exports(table, out_path)
+    if tracker and parent:
+        tracker.log_artifact(parent, out_path, "results")
+        for path in exports:
+            tracker.log_artifact(parent, path, "results" if path.suffix == ".json" else f"results/{path.parent.name}")
+        tracker.log_bytes(parent, tta_png(ResultsTable.from_dict(table)), "figures/tta.png")
 
 
 def _table(recipe: Recipe, seeds: list[int], results: dict[str, list[RunResult]], card: PaperCard | None,
