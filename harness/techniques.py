@@ -105,9 +105,6 @@ def conflict_reason(a: type[Technique], b: type[Technique]) -> str | None:
         return f"'{a.name}' and '{b.name}' both own the number format (one Lightning precision plugin per Trainer)"
     if "optimizer" in a.touches and "optimizer" in b.touches:
         return f"'{a.name}' and '{b.name}' both replace the optimizer"
-    if "architecture" in a.touches and "architecture" in b.touches:
-        return (f"'{a.name}' and '{b.name}' both replace layers of the model (surgery in setup()); "
-                f"one would wrap or undo the other's")
     return None
 
 

@@ -6,8 +6,8 @@ pair (DESIGN.md, "Combinability"):
 
 - a static verdict first, from what the techniques declare (`conflict_reason`:
   explicit conflicts with their notes, two owners of the number format, two
-  owners of the optimizer, surgeries that cannot both apply). Such pairs are
-  not run;
+  owners of the optimizer). Such pairs are not run; two techniques whose layer
+  surgeries clash must declare it (e.g. crs with activation_grad_pruning);
 - for pairs that compose: speedups S_A, S_B, S_AB of the median time to target
   against the shared baseline with bootstrap intervals over seeds, the
   interaction S_AB / (S_A * S_B) (about 1: stacks, above: synergy, below:

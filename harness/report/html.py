@@ -180,8 +180,8 @@ def index_page(tables: list[ResultsTable], runs_dir: Path, comb_present: bool = 
 
 
 _COMB_INTRO = (
-    "<p>Every pair of techniques is first checked against their declarations (conflicts, two owners of the "
-    "number format, incompatible surgeries); pairs that compose are trained against the same baseline and "
+    "<p>Every pair of techniques is first checked against their declarations (declared conflicts, two owners "
+    "of the number format or of the optimizer); pairs that compose are trained against the same baseline and "
     "seeds as the single techniques. Interaction = S<sub>AB</sub> / (S<sub>A</sub> · S<sub>B</sub>): about 1 "
     "stacks, above 1 synergy, below 1 overlap. Speedups are median baseline time to target over median "
     "technique time, with bootstrap intervals; accuracy changes are medians of per-seed differences of test "

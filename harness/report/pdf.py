@@ -356,8 +356,8 @@ def _tta_chapter(tables: list[ResultsTable], out_dir: Path) -> dict[str, Any]:
                             rows, caption="Time to accuracy, every arm.")}
 
 
-_COMB_INTRO = ("Each pair of techniques is first checked against their declarations (conflicting techniques, "
-               "two owners of the number format, incompatible surgeries); a pair that composes is trained "
+_COMB_INTRO = ("Each pair of techniques is first checked against their declarations (declared conflicts, "
+               "two owners of the number format or of the optimizer); a pair that composes is trained "
                "against the same baseline and seeds as its two single techniques. Speedups are median "
                "baseline time to target over median technique time with bootstrap intervals; accuracy changes "
                "are medians of per-seed differences of test accuracy against the baseline.")
