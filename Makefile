@@ -30,7 +30,7 @@ system-demo:
 
 demo: system-demo data
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
-	@echo "report: $(CURDIR)/reports/index.html"
+	@echo "report: $(CURDIR)/reports/demo/site/index.html (committed full-budget report: reports/index.html)"
 
 report: $(STAMP)
 	$(BIN)/effitrain report
