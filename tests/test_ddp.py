@@ -78,7 +78,8 @@ def test_two_processes_at_half_batch_follow_one_process_at_the_full_batch(tmp_pa
     assert [p["val/loss"] for p in ranks[0]["curve"]] == [p["val/loss"] for p in ranks[1]["curve"]]
 
     # Only rank 0 wrote: its results table, and every MLflow run (the command's parent and the job's).
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["table-rank0.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [  # the table, its DVC metrics and curves
+        "table-rank0.curves", "table-rank0.json", "table-rank0.metrics.json"]
     table = json.loads((tmp_path / "out" / "table-rank0.json").read_text())
     assert table["arms"]["baseline"]["runs"][0]["curve"] == ranks[0]["curve"]
     client = mlflow.MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
