@@ -122,9 +122,11 @@ def test_a_killed_tracked_command_leaves_no_run_running_and_resumes_exactly(tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_sigterm_and_ctrl_c_stop_within_seconds_with_runs_killed(tmp_path, signum, code):
-    proc = _start(tmp_path)
+@pytest.mark.parametrize(("signum", "code", "executor"), [(signal.SIGTERM, 143, []), (signal.SIGINT, 130, []),
+                                                          (signal.SIGTERM, 143, ["--executor", "processes"])])
+def test_sigterm_and_ctrl_c_stop_within_seconds_with_runs_killed(tmp_path, signum, code, executor):
+    """Also with a pool of worker processes: the command stops its workers, whose runs end KILLED too."""
+    proc = _start(tmp_path, *executor)
     assert _wait_for_checkpoint(tmp_path, proc)
     sent = time.monotonic()
     proc.send_signal(signum)

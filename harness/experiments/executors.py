@@ -48,10 +48,18 @@ def execute(jobs: list[Job], executor: str = "inprocess", workers: int | None = 
         yield from _ray(jobs, ray_address)
 
 
+def _run_in_worker(job: Job) -> Outcome:
+    """`run_job` in a pool worker: SIGTERM (the command stopping its pool) or Ctrl-C ends the run KILLED."""
+    from harness.experiments.session import handle_signals
+
+    with handle_signals():
+        return run_job(job)
+
+
 def _processes(jobs: list[Job], workers: int) -> Iterator[Outcome]:
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
     try:
-        for fut in as_completed([pool.submit(run_job, j) for j in jobs]):
+        for fut in as_completed([pool.submit(_run_in_worker, j) for j in jobs]):
             yield fut.result()
     except BaseException:
         for proc in list(getattr(pool, "_processes", {}).values()):  # stop the runs now, not after them

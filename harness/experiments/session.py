@@ -40,7 +40,8 @@ def handle_signals() -> Iterator[None]:
     """Turn SIGTERM and SIGINT into `Stopped` for the duration of a command (main thread only)."""
 
     def stop(signum: int, frame: Any) -> None:
-        signal.signal(signum, signal.SIG_IGN)  # a second signal must not interrupt the clean-up
+        for s in (signal.SIGTERM, signal.SIGINT):  # a second signal of either kind must not interrupt the clean-up
+            signal.signal(s, signal.SIG_IGN)
         raise Stopped(signum)
 
     old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
