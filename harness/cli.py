@@ -394,6 +394,7 @@ def _set_verbosity(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from harness.experiments.jobs import RunFailedError
     from harness.experiments.session import Stopped, handle_signals
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -409,6 +410,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     except (ValueError, FloatingPointError) as exc:
         return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except RunFailedError as exc:  # a run raised: not the user's input, so not exit 2
+        print(f"effitrain: error: {str(exc).splitlines()[0]} (traceback above)", file=sys.stderr)
+        return 1
     except Stopped as exc:
         print(f"effitrain: {exc}; unfinished runs are marked KILLED (continue with --resume)", file=sys.stderr)
         return exc.exit_code

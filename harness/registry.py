@@ -35,9 +35,14 @@ def load_plugins() -> None:
     _loaded = True  # set first: a plug-in that looks a name up while it registers sees what exists so far
     found = [ep for group in ENTRY_POINT_GROUPS for ep in entry_points(group=group)]
     for ep in sorted(found, key=lambda e: (e.name not in ("zoo", "builtin"), e.name)):  # ours first
-        obj = ep.load()
-        if callable(obj) and not isinstance(obj, type):
-            obj()
+        try:
+            obj = ep.load()
+            if callable(obj) and not isinstance(obj, type):
+                obj()
+        except Exception as exc:  # every later look-up fails the same way, never with a partial registry
+            _loaded = False
+            raise ValueError(f"plug-in '{ep.name}' ({ep.value}) failed to load: "
+                             f"{type(exc).__name__}: {exc}") from exc
 
 
 class Registry(Generic[T]):

@@ -254,8 +254,11 @@ class Runner:
     """Runs recipes; logs to MLflow; writes results tables."""
 
     def __init__(self, tracker: Tracker | None = None, data_root: str | Path = "datasets",
-                 progress: bool | None = None, accelerator: str = "auto", devices: int = 1) -> None:
-        """`devices` > 1 trains each run data-parallel over that many processes (harness.train.strategy)."""
+                 progress: bool | None = None, accelerator: str = "auto", devices: int = 1,
+                 log_evals: bool = False) -> None:
+        """`devices` > 1 trains each run data-parallel over that many processes (harness.train.strategy).
+        `log_evals` prints a line at each evaluation (where the run is and about how long is left), for
+        logs without a terminal; `progress` is Lightning's bar (default: on a terminal)."""
         check_devices(devices)
         # Only rank 0 logs: the other ranks of a data-parallel run train the same run and write nothing.
         self.tracker = tracker if is_rank_zero(devices) else None
@@ -263,6 +266,7 @@ class Runner:
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.accelerator = accelerator
         self.devices = devices
+        self.log_evals = log_evals and is_rank_zero(devices)
 
     # -- data
     def loaders(self, recipe: Recipe, seed: int):
@@ -314,35 +318,38 @@ class Runner:
         if resume_from:
             tags["effitrain.resumed"] = "true"
         run_id = self._start_run(recipe, arm, seed, techniques, data, experiment, tags)
-        buffer = MetricBuffer(self.tracker, run_id, clock)
-        evaluator = Evaluator(clock, val, test, recipe.eval_every_n_steps, recipe.target, on_eval=buffer.add)
-        stop = BudgetStop(recipe.budget, clock, evaluator, recipe.batch_size, lambda: flop_fraction(techniques))
-        saver = Checkpoint(checkpoint, checkpoint_every_n_steps or recipe.eval_every_n_steps, clock) \
-            if checkpoint else None
-        plugins = [p for p in (t.precision_plugin() for t in techniques) if p is not None]
-        _quiet_lightning()
-        trainer = pl.Trainer(
-            **trainer_args(self.devices, self.accelerator), max_epochs=recipe.budget.epochs or -1,
-            max_steps=recipe.budget.steps or -1,
-            callbacks=[*techniques, clock, evaluator, stop, buffer, *([saver] if saver else [])],
-            plugins=plugins or None, logger=False, enable_checkpointing=False, enable_model_summary=False,
-            enable_progress_bar=self.progress, num_sanity_val_steps=0, limit_val_batches=0,
-            use_distributed_sampler=False, default_root_dir=tempfile.gettempdir())
-        status = "FAILED"
-        try:
+        status, buffer, saver = "FAILED", None, None
+        try:  # from here on, whatever happens ends the MLflow run: FINISHED, KILLED or FAILED
+            buffer = MetricBuffer(self.tracker, run_id, clock)
+            on_eval = buffer.add if not self.log_evals else _printing(buffer.add, arm.name, seed, total_steps,
+                                                                      recipe.target.metric)
+            evaluator = Evaluator(clock, val, test, recipe.eval_every_n_steps, recipe.target, on_eval=on_eval)
+            stop = BudgetStop(recipe.budget, clock, evaluator, recipe.batch_size, lambda: flop_fraction(techniques))
+            saver = Checkpoint(checkpoint, checkpoint_every_n_steps or recipe.eval_every_n_steps, clock) \
+                if checkpoint else None
+            plugins = [p for p in (t.precision_plugin() for t in techniques) if p is not None]
+            _quiet_lightning()
+            trainer = pl.Trainer(
+                **trainer_args(self.devices, self.accelerator), max_epochs=recipe.budget.epochs or -1,
+                max_steps=recipe.budget.steps or -1,
+                callbacks=[*techniques, clock, evaluator, stop, buffer, *([saver] if saver else [])],
+                plugins=plugins or None, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                enable_progress_bar=self.progress, num_sanity_val_steps=0, limit_val_batches=0,
+                use_distributed_sampler=False, default_root_dir=tempfile.gettempdir())
             with warnings.catch_warnings():
                 _quiet_lightning()
                 trainer.fit(module, train_dataloaders=train, ckpt_path=resume_from, weights_only=False) \
                     if resume_from else trainer.fit(module, train_dataloaders=train)
             status = "FINISHED"
-        except Stopped:
+        except (Stopped, KeyboardInterrupt, SystemExit):  # stopped from outside (a signal, a Ray cancel)
             status = "KILLED"
             raise
         finally:
             if saver and saver.resumed_from_step is not None:  # the restored curve, into this run too
                 buffer.rows[:0] = [(k, v, p["step"]) for p in evaluator.curve if p["step"] <= saver.resumed_from_step
                                    for k, v in p.items() if k != "step"]
-            buffer.flush()
+            if buffer is not None:
+                buffer.flush()
             if self.tracker and run_id:
                 self.tracker.end(run_id, status)
         result = _result(arm, seed, run_id, clock, evaluator, stop, trainer)
@@ -367,8 +374,25 @@ class Runner:
         run_id = self.tracker.start(experiment or f"effitrain/{recipe.paper or recipe.name}",
                                     f"{arm.name}-seed{seed}", params, tags)
         if recipe.paper:
-            self.tracker.log_artifact(run_id, paper_source(recipe.paper), "source")
+            try:
+                self.tracker.log_artifact(run_id, paper_source(recipe.paper), "source")
+            except BaseException:
+                self.tracker.end(run_id, "FAILED")
+                raise
         return run_id
+
+
+def _printing(add: Any, arm: str, seed: int, total_steps: int, metric: str) -> Any:
+    """`add`, then a line on stderr: the step of the planned total, the target metric, time left at this pace."""
+    def on_eval(step: int, point: dict[str, float]) -> None:
+        add(step, point)
+        seconds = point["train_seconds"]
+        left = seconds / step * (total_steps - step) if step else 0.0
+        value = point.get(metric)
+        print(f"    {arm} seed {seed}: step {step}/{total_steps}, {metric} "
+              f"{'n/a' if value is None else f'{value:.4g}'}, {seconds:.1f} s training, about {left:.0f} s left",
+              file=sys.stderr, flush=True)
+    return on_eval
 
 
 def _quiet_lightning() -> None:

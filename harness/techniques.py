@@ -33,7 +33,12 @@ class Technique(pl.Callback):
     that owns the number format returns a Lightning `Precision` plugin from
     `precision_plugin()`; the Trainer takes one, so two such owners conflict.
     A technique that changes the loss overrides `loss()`, called by the
-    harness's LightningModule with the batch's logits.
+    harness's LightningModule with the batch's logits. A technique that keeps
+    state across steps outside the model and optimizer (its own random
+    generator, counters) returns it from `state_dict()` and restores it in
+    `load_state_dict()` (Lightning's callback checkpoint hooks, called after
+    `setup()`), so a resumed run continues exactly; tests/test_resume.py
+    checks every paper's smoke recipe.
     """
 
     name: ClassVar[str] = ""

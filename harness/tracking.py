@@ -94,17 +94,23 @@ class Tracker:
 
     def start(self, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, Any]) -> str:
         """Create a run with its params and tags; every run carries MLflow's standard source tags."""
-        from mlflow.entities import Param, RunTag
+        from mlflow.entities import Param
 
         commit = git_commit()
         tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": "effitrain",
                 **({"mlflow.source.git.commit": commit} if commit else {}), **tags}
-        run = self.client.create_run(self._experiment(experiment), run_name=run_name)
+        # The tags come with the run itself, so a run is never RUNNING without the host and pid that let a
+        # later command tell whether its process died; if the params then fail to go in, the run ends FAILED.
+        run = self.client.create_run(self._experiment(experiment), run_name=run_name,
+                                     tags={k: str(v)[:5000] for k, v in tags.items()})
         run_id = run.info.run_id
         flat_params = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
-        flat_tags = [RunTag(k, str(v)[:5000]) for k, v in sorted(tags.items())]
-        for i in range(0, max(len(flat_params), 1), 100):
-            self.client.log_batch(run_id, params=flat_params[i:i + 100], tags=flat_tags if i == 0 else [])
+        try:
+            for i in range(0, len(flat_params), 100):
+                self.client.log_batch(run_id, params=flat_params[i:i + 100])
+        except BaseException:
+            self.client.set_terminated(run_id, status="FAILED")
+            raise
         return run_id
 
     def log_metrics(self, run_id: str, rows: list[tuple[str, float, int]]) -> None:

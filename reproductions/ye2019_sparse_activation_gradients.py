@@ -159,12 +159,21 @@ class ActivationGradientPruning(Technique):
         return 1.0
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        generator = torch.Generator().manual_seed(pl_module.context.seed + 1908)  # own stream per run seed
+        self.generator = generator = torch.Generator().manual_seed(pl_module.context.seed + 1908)  # own stream
         model = pl_module.model
         has_conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
         # The paper prunes CNNs; a model without convolutions (an MLP) gets the same rule on its linear outputs.
         types = (torch.nn.Conv2d,) if has_conv else (torch.nn.Linear,)
         self.handles = attach_gradient_pruning(model, self.rate, generator, self.record, types)
+
+    def state_dict(self) -> dict:
+        """The pruning stream's position, so a resumed run draws what an uninterrupted one would."""
+        generator = getattr(self, "generator", None)
+        return {"generator": generator.get_state()} if generator is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:  # called after setup(), which created the generator
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         for handle in self.handles:

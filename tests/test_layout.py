@@ -109,3 +109,63 @@ def test_every_paper_recipe_validates_and_pickles_at_every_scale(paper, scale):
     assert recipe.paper == paper and recipe.scale == scale
     clone = pickle.loads(pickle.dumps(recipe))
     assert clone == recipe
+
+
+_KEYS_SCRIPT = """
+import json
+from harness.experiments.jobs import Job, _recipe_spec, run_key
+from harness.papers import papers
+from harness.recipes import SCALES
+out = {}
+for pid, module in papers().items():
+    for scale in SCALES:
+        recipe = module.recipe(scale)
+        for arm in recipe.arms:
+            out[f"{pid}/{scale}/{arm.name}"] = _recipe_spec(recipe, arm.name)
+            if scale == "smoke":
+                out[f"{pid}/{scale}/{arm.name}/key"] = run_key(Job(recipe, arm.name, 0, "x", "datasets"))
+print(json.dumps(out, sort_keys=True))
+"""
+
+
+def test_run_keys_are_the_same_in_every_process():
+    """A key that differed between processes (a memory address in a repr) would make reuse and resume
+    impossible; every recipe of every paper at every scale, and the smoke runs' full keys, in two processes."""
+    import json
+    import subprocess
+    import sys
+
+    runs = [subprocess.run([sys.executable, "-c", _KEYS_SCRIPT], cwd=ROOT, capture_output=True, text=True,
+                           timeout=300) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
+    first, second = (json.loads(r.stdout) for r in runs)
+    assert first == second
+    assert not [k for k, v in first.items() if " at 0x" in json.dumps(v)]
+
+
+_IMPORTED_SCRIPT = """
+import sys
+from harness.cli import main
+code = main(["-q", "--data-root", sys.argv[1], "reproduce", "gupta2015_fixed_point", "--scale", "smoke",
+             "--no-track", "--out", sys.argv[2]])
+print("\\n".join(sorted({m.__file__ for m in list(sys.modules.values()) if getattr(m, "__file__", None)})))
+sys.exit(code)
+"""
+
+
+def test_the_reproduce_stage_depends_on_every_project_file_it_imports(tmp_path):
+    """dvc.yaml lists a training stage's dependencies by hand; every harness or kernels file a reproduction
+    imports must be among them, or a change to it would not rerun the stage."""
+    import subprocess
+    import sys
+
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["reproduce"]["do"]
+    deps = [d for d in stage["deps"] if d.startswith(("harness", "kernels"))]
+    out = subprocess.run([sys.executable, "-c", _IMPORTED_SCRIPT, str(ROOT / "datasets"), str(tmp_path)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    files = [Path(f).resolve() for f in out.stdout.split()]
+    imported = {f.relative_to(ROOT).as_posix() for f in files
+                if f.is_relative_to(ROOT / "harness") or f.is_relative_to(ROOT / "kernels")}
+    missing = sorted(f for f in imported if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps))
+    assert not missing, f"add to dvc.yaml's reproduce deps: {missing}"

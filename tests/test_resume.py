@@ -16,6 +16,10 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from harness.papers import papers
+from harness.runner import RunContext, Runner, arm_order
+from harness.train.checkpoint import Checkpoint
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = str(ROOT / "datasets")
 # Hinton's smoke recipe: a reference arm (the teacher) whose weights the distilled student needs, so a
@@ -134,6 +138,48 @@ def test_sigterm_and_ctrl_c_stop_within_seconds_with_runs_killed(tmp_path, signu
     assert time.monotonic() - sent < 10
     assert proc.returncode == code, err
     assert "continue with --resume" in err.strip().splitlines()[-1]
-    statuses = [r.info.status for r in _runs(tmp_path)]
-    assert "RUNNING" not in statuses and "KILLED" in statuses
+    runs = _runs(tmp_path)
+    children = [r.info.status for r in runs if "mlflow.parentRunId" in r.data.tags]
+    parents = [r.info.status for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parents == ["KILLED"]
+    assert "RUNNING" not in children and "KILLED" in children  # the run that was training, in whatever process
     assert not (tmp_path / "out/hinton2015_distillation/smoke-full.json").exists()  # no half table
+
+
+class _Killed(Exception):
+    """Test-only: stands for SIGKILL right after a checkpoint was written."""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("paper", list(papers()))
+def test_every_papers_smoke_arms_resume_exactly(paper, tmp_path, monkeypatch):
+    """Every arm of every paper, killed after the checkpoint of step 2 and resumed, ends as if never stopped:
+    techniques with their own generators (activation-gradient pruning) must checkpoint them too."""
+    recipe = papers()[paper].recipe("smoke")
+    runner = Runner(None, DATA, progress=False)
+    save = Checkpoint.on_train_batch_end
+
+    def kill_after_step_2(self, trainer, *args):
+        save(self, trainer, *args)
+        if trainer.global_step == 2 and self.saved_steps == 2:
+            raise _Killed
+
+    context, models = None, {}
+    for arm in arm_order(recipe):
+        if context is None:
+            context = RunContext(0, runner.loaders(recipe, 0)[0])
+        context.models = dict(models)
+        whole, model = runner.run_one(recipe, arm, 0, context)
+        models[arm.name] = model
+        path = tmp_path / f"{arm.name}.ckpt"
+        monkeypatch.setattr(Checkpoint, "on_train_batch_end", kill_after_step_2)
+        try:
+            runner.run_one(recipe, arm, 0, context, checkpoint=path, checkpoint_every_n_steps=1)
+        except _Killed:
+            pass
+        monkeypatch.setattr(Checkpoint, "on_train_batch_end", save)
+        resumed, _ = runner.run_one(recipe, arm, 0, context, checkpoint=path, checkpoint_every_n_steps=1, resume=True)
+        assert resumed.resumed_from_step == 2, arm.name
+        assert (resumed.steps, resumed.final) == (whole.steps, whole.final), arm.name
+        assert [{k: v for k, v in p.items() if k != "train_seconds"} for p in resumed.curve] == \
+            [{k: v for k, v in p.items() if k != "train_seconds"} for p in whole.curve], arm.name

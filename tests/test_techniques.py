@@ -35,6 +35,10 @@ CANONICAL: dict[str, tuple[object, dict]] = {
 }
 
 
+# Techniques that act by replacing layers, and the layer type their surgery leaves in the model.
+SURGERY = {"crs": "CRSConv2d", "fixed_point": "FixedPointLayer", "gradient_approximation": "ApproxConv2d"}
+
+
 def _canonical_recipe(names: tuple[str, ...], steps: int = 2):
     classes = [tech.get_technique(n) for n in names]
     model = CONV if any(CANONICAL[n][0] is CONV for n in names) else MLP
@@ -69,6 +73,9 @@ def test_every_technique_trains_and_acts_on_its_canonical_setting(name):
     assert torch.isfinite(torch.tensor(row["final"]["test/loss"]))
     moved = max((p - q).abs().max().item() for p, q in zip(model.parameters(), base.parameters()))
     assert moved > 0, f"{name} left every weight exactly where the baseline put it: it did not act"
+    surgery = SURGERY.get(name)
+    if surgery is not None:  # a technique that replaces layers must have replaced some on this model
+        assert any(type(m).__name__ == surgery for m in model.modules()), f"{name} swapped no layer for {surgery}"
 
 
 def test_registry_refuses_duplicates_and_unknown_parts():
@@ -178,3 +185,12 @@ def test_every_pair_composes_or_is_declared_incompatible_in_words(a, b):
     run = run_recipe(recipe=_canonical_recipe((a, b)), seeds=[0])["arms"]["with"]["runs"][0]
     assert run["steps"] == 2
     assert torch.isfinite(torch.tensor(run["final"]["test/loss"]))
+
+
+def test_a_broken_plugin_fails_every_look_up_not_just_the_first(monkeypatch):
+    ep = EntryPoint(name="broken", value="tests.no_such_module", group="effitrain.plugins")
+    monkeypatch.setattr(registry, "entry_points", lambda group: [ep] if group == "effitrain.plugins" else [])
+    monkeypatch.setattr(registry, "_loaded", False)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="plug-in 'broken'.*failed to load"):
+            tech.get_technique("bf16_autocast")

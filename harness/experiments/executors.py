@@ -28,6 +28,8 @@ def threads_per_job(executor: str, workers: int | None) -> int | None:
     """Torch threads per job: all cores in-process, the cores shared out between parallel workers."""
     if executor == "inprocess":
         return None
+    if executor == "ray":
+        return 1  # each task asks Ray for one CPU; the cluster, not --workers, decides how many run at once
     cores = os.cpu_count() or 1
     return max(1, cores // (workers or cores))
 
@@ -48,12 +50,22 @@ def execute(jobs: list[Job], executor: str = "inprocess", workers: int | None = 
         yield from _ray(jobs, ray_address)
 
 
-def _run_in_worker(job: Job) -> Outcome:
-    """`run_job` in a pool worker: SIGTERM (the command stopping its pool) or Ctrl-C ends the run KILLED."""
-    from harness.experiments.session import handle_signals
+_STOPPED: list[int] = []  # in a pool worker: the signal that stopped it, so it starts no queued job
 
-    with handle_signals():
-        return run_job(job)
+
+def _run_in_worker(job: Job) -> Outcome:
+    """`run_job` in a pool worker: SIGTERM (the command stopping its pool) or Ctrl-C ends the run KILLED,
+    and the worker then refuses the jobs still queued for it, so the pool empties within seconds."""
+    from harness.experiments.session import Stopped, handle_signals
+
+    if _STOPPED:
+        raise Stopped(_STOPPED[0])
+    try:
+        with handle_signals():
+            return run_job(job)
+    except Stopped as exc:
+        _STOPPED.append(exc.signum)
+        raise
 
 
 def _processes(jobs: list[Job], workers: int) -> Iterator[Outcome]:
@@ -95,6 +107,6 @@ def _ray(jobs: list[Job], address: str | None) -> Iterator[Outcome]:
             done, pending = ray.wait(pending, num_returns=1)
             yield ray.get(done[0])
     except BaseException:
-        for ref in pending:
-            ray.cancel(ref, force=True)
+        for ref in pending:  # not force: the task's run sees the interrupt and ends KILLED (harness.runner)
+            ray.cancel(ref, force=False)
         raise

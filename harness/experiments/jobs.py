@@ -1,9 +1,10 @@
 """Jobs: one (arm, seed) of a recipe, the unit every executor runs and MLflow reuse is keyed on.
 
 A job carries its recipe (picklable: model factories are dataclasses), so it can go to a worker
-process or a Ray worker as it is. Its key hashes what decides the run's outcome: the training code,
-the recipe with the arm's overrides, the arm's techniques and their arguments, the seed, the keys
-of the reference arms it learns from, the library versions and the device. A key already recorded
+process or a Ray worker as it is. Its key hashes what decides the run's outcome: the training code it
+executes (shared harness and kernels, and the modules of its paper, techniques and model), the
+recipe with the arm's overrides, the arm's techniques and their arguments, the seed, the dataset's
+md5s, the keys of the reference arms it learns from, the library versions and the device. A key already recorded
 in MLflow is read back, not rerun (`rerun=True` runs it anyway). With MLflow off, finished runs
 are kept in the local run store and read back only when resuming. With `resume=True` an unfinished
 run continues from its last checkpoint.
@@ -14,21 +15,28 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import shutil
-from dataclasses import dataclass, field, fields, replace
+import sys
+import traceback
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from harness.recipes import Recipe
 
-__all__ = ["KEY_TAG", "Job", "Outcome", "code_version", "run_job", "run_key", "run_store"]
+__all__ = ["KEY_TAG", "Job", "Outcome", "RunFailedError", "code_version", "run_job", "run_key", "run_store"]
 
 KEY_TAG = "effitrain.run_key"
 Outcome = dict[str, Any]  # arm, seed, key, reused, resumed, result (RunResult.row()), error, diverged, state
-_PACKAGES = ("harness", "reproductions", "kernels")
-# Code that only reads results or drives commands does not change what a run measures.
-_NOT_RUN_CODE = ("harness/report/", "harness/results/", "harness/cli.py", "harness/bench.py",
-                 "kernels/benchmarks/")
+class RunFailedError(RuntimeError):
+    """A run raised (not bad input, not divergence); the command exits 1, its traceback already logged."""
+
+
+_PACKAGES = ("harness", "kernels")  # paper and plug-in modules are added per job (code_version)
+# Code that only reads results, drives commands or moves jobs around does not change what a run measures.
+_NOT_RUN_CODE = ("harness/report/", "harness/results/", "harness/experiments/", "harness/cli.py", "harness/bench.py",
+                 "harness/tracking.py", "harness/papers.py", "harness/registry.py", "kernels/benchmarks/")
 
 
 @dataclass(frozen=True)
@@ -49,33 +57,75 @@ class Job:
     rerun: bool = False
     resume: bool = False
     checkpoint_every_n_steps: int | None = None  # None: the recipe's evaluation cadence
+    log_evals: bool = False  # print a line per evaluation (in-process, not quiet): progress within a run
     devices: int = 1  # > 1: trained data-parallel over that many processes (harness.train.strategy)
 
 
-_CODE_VERSION: str | None = None
+_FILE_HASHES: dict[Path, str] = {}
 
 
-def code_version() -> str:
-    """A hash of the source that runs training (harness, reproductions, kernels): equal code, equal hash."""
-    global _CODE_VERSION
-    if _CODE_VERSION is None:
-        root = Path(__file__).resolve().parents[2]
-        h = hashlib.sha256()
-        for pkg in _PACKAGES:
-            for path in sorted((root / pkg).rglob("*")):
-                rel = path.relative_to(root).as_posix()
-                if (path.suffix in (".py", ".cpp", ".h") and path.is_file()
-                        and not rel.startswith(_NOT_RUN_CODE)):
-                    h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
-        _CODE_VERSION = h.hexdigest()[:16]
-    return _CODE_VERSION
+def _file_hash(path: Path) -> str:
+    if path not in _FILE_HASHES:
+        _FILE_HASHES[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return _FILE_HASHES[path]
+
+
+def _shared_training_files() -> list[Path]:
+    """The harness and kernel sources every run executes (not the commands, reports or job plumbing)."""
+    root = Path(__file__).resolve().parents[2]
+    found = []
+    for pkg in _PACKAGES:
+        for path in sorted((root / pkg).rglob("*")):
+            rel = path.relative_to(root).as_posix()
+            if path.suffix in (".py", ".cpp", ".h") and path.is_file() and not rel.startswith(_NOT_RUN_CODE):
+                found.append(path)
+    return found
+
+
+def _module_file(obj: Any) -> Path | None:
+    module = sys.modules.get(getattr(obj, "__module__", "") or "")
+    file = getattr(module, "__file__", None)
+    return Path(file).resolve() if file else None
+
+
+def code_version(job: Job | None = None) -> str:
+    """A hash of the source a run executes: the shared harness and kernel code and, for a job, the modules
+    that define its paper, its techniques and its model (a plug-in's included), nothing else, so editing
+    another paper or the report code keeps recorded runs reusable."""
+    from harness.papers import PAPERS
+    from harness.techniques import get_technique
+
+    files = set(_shared_training_files())
+    if job is not None:
+        own = job.recipe.for_arm(job.recipe.arm(job.arm))
+        owners: list[Any] = [own.model, *(get_technique(t) for t in job.recipe.arm(job.arm).techniques)]
+        if job.recipe.paper and job.recipe.paper in PAPERS:
+            owners.append(PAPERS.get(job.recipe.paper).recipe)
+        files |= {f for f in map(_module_file, owners) if f is not None}
+    root = Path(__file__).resolve().parents[2]
+    h = hashlib.sha256()
+    for path in sorted(files):
+        rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+        h.update(rel.encode() + b"\0" + _file_hash(path).encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def _describe(value: Any) -> str:
+    """A description of a recipe value that is the same in every process (no memory addresses)."""
+    if callable(value) and not is_dataclass(value):  # a plain function or class: where it is defined
+        return f"{value.__module__}.{value.__qualname__}"
+    text = repr(value)
+    if " at 0x" in text:
+        raise ValueError(f"recipe value {text} has no stable description; use a dataclass factory "
+                         f"(as harness/models.py does) so that runs can be keyed and reused")
+    return text
 
 
 def _recipe_spec(recipe: Recipe, arm: str) -> dict[str, Any]:
     """The fields of the arm's effective recipe that decide training (not its name, arms or prose)."""
     own = recipe.for_arm(recipe.arm(arm))
     skip = {"arms", "baseline_arm", "description", "name", "paper"}
-    return {f.name: repr(getattr(own, f.name)) for f in fields(own) if f.name not in skip}
+    return {f.name: _describe(getattr(own, f.name)) for f in fields(own) if f.name not in skip}
 
 
 def run_key(job: Job) -> str:
@@ -84,10 +134,13 @@ def run_key(job: Job) -> str:
     import numpy
     import torch
 
+    from harness import data as datamod
+
     arm = job.recipe.arm(job.arm)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    spec = {"code": code_version(), "recipe": _recipe_spec(job.recipe, job.arm),
-            "arm": [list(arm.techniques), arm.technique_kwargs], "seed": job.seed,
+    data_md5 = datamod.load_dataset(job.recipe.dataset, job.data_root).md5  # memoised; the run loads it anyway
+    spec = {"code": code_version(job), "recipe": _recipe_spec(job.recipe, job.arm),
+            "arm": [list(arm.techniques), arm.technique_kwargs], "seed": job.seed, "data": data_md5,
             "references": dict(sorted(job.reference_keys.items())),
             "versions": [torch.__version__, lightning.__version__, numpy.__version__], "device": device}
     if job.devices > 1:  # sharded augmentation and gradient reduction change the run (one device: keys unchanged)
@@ -140,11 +193,9 @@ def run_job(job: Job) -> Outcome:
 def _train(job: Job, tracker: Any, key: str, out: Outcome) -> None:
     from harness.runner import Runner
 
-    runner = Runner(tracker, job.data_root, progress=False, devices=job.devices)
+    runner = Runner(tracker, job.data_root, progress=False, devices=job.devices, log_evals=job.log_evals)
     folder = run_store() / key
-    # Data-parallel runs do not checkpoint yet: Checkpoint.save renames a temporary file that Lightning
-    # writes on rank 0 only, so the other ranks fail there. Once it renames on rank 0 only, pass it on every rank.
-    checkpoint = folder / "last.ckpt"
+    checkpoint = folder / "last.ckpt"  # every rank saves through Lightning; rank 0 writes the file
     try:
         context = _context(runner, job)
         result, model = runner.run_one(
@@ -158,6 +209,8 @@ def _train(job: Job, tracker: Any, key: str, out: Outcome) -> None:
         out.update(error=str(exc).splitlines()[0], diverged=True)
     except Exception as exc:  # a technique that breaks on this recipe is an outcome, not a crash of the command
         out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        # The one-line error becomes a verdict; the whole traceback goes to the log, so a bug is not hidden.
+        logging.getLogger("effitrain").error("%s seed %s failed:\n%s", job.arm, job.seed, traceback.format_exc())
 
 
 def _state_bytes(model: Any) -> bytes:

@@ -18,7 +18,7 @@ import numpy as np
 from harness import data as datamod
 from harness.cards import PaperCard
 from harness.experiments.executors import execute, threads_per_job
-from harness.experiments.jobs import Job, Outcome, with_references
+from harness.experiments.jobs import Job, Outcome, RunFailedError, with_references
 from harness.experiments.progress import Progress
 from harness.experiments.session import parent_run
 from harness.measure import bootstrap_interval, claim_verdict, speedup
@@ -48,7 +48,7 @@ def run_phases(jobs: list[Job], executor: str = "inprocess", workers: int | None
             if progress:
                 progress.update(out)
             if fail_fast and out["error"]:
-                raise (FloatingPointError if out["diverged"] else ValueError)(
+                raise (FloatingPointError if out["diverged"] else RunFailedError)(
                     f"{out['arm']} seed {out['seed']}: {out['error']}")
     return outcomes
 
@@ -76,7 +76,8 @@ def run_recipe(recipe: Recipe, seeds: list[int], card: PaperCard | None = None, 
     with parent_run(tracker, experiment, f"{label} {recipe.scale}-{tag}", params,
                     {"command": command, "paper": recipe.paper or "", "tag": tag}) as parent:
         jobs = [Job(recipe, arm.name, seed, experiment, data_root, tracking_uri, parent, {"tag": tag},
-                    threads=threads_per_job(executor, workers), rerun=rerun, resume=resume, devices=devices)
+                    threads=threads_per_job(executor, workers), rerun=rerun, resume=resume, devices=devices,
+                    log_evals=not quiet and executor == "inprocess")  # in-run progress, where lines do not mix
                 for seed in seeds for arm in arm_order(recipe)]
         outcomes = run_phases(jobs, executor, workers, ray_address, Progress(len(jobs), label, quiet or not lead))
         results = {a.name: [RunResult.from_row(outcomes[(a.name, s)]["result"]) for s in seeds]

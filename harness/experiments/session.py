@@ -6,7 +6,7 @@
 - One parent MLflow run per command; each job's run is its child. The results table and figures
   are logged to the parent.
 - Runs left RUNNING by a process that no longer exists (SIGKILL, power loss) are marked KILLED when
-  the next command opens the same experiment: each run carries its host and process id.
+  the next command on the same host opens the same experiment: each run carries its host and process id.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ class Stopped(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(f"stopped by {signal.Signals(signum).name}")
         self.signum = signum
+
+    def __reduce__(self) -> tuple:  # a pool worker's Stopped travels back to the command pickled
+        return (Stopped, (self.signum,))
 
     @property
     def exit_code(self) -> int:
