@@ -31,16 +31,19 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_dir() / 'mlflow.db'}"
 
 
+_CODE_ROOT = Path(__file__).resolve().parents[1]  # the checkout the running code comes from
+
+
 def _git(*args: str) -> str | None:
     """Git, asked about the checkout the running code comes from (not the project folder runs are kept in)."""
     try:
-        out = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parents[1], capture_output=True,
-                             text=True, timeout=10)
+        out = subprocess.run(["git", *args], cwd=_CODE_ROOT, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+_SOURCES = ("harness", "reproductions", "kernels", "params.yaml", "dvc.yaml", "pyproject.toml", "requirements.lock")
 _COMMIT: list[str | None] = []
 
 
@@ -52,8 +55,12 @@ def git_commit() -> str | None:
 
 
 def provenance(dataset_md5: dict[str, str] | None = None) -> dict[str, Any]:
-    """Where a result came from: code version, library versions, hardware, data."""
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    """Where a result came from: code version, library versions, hardware, data.
+
+    `git_dirty` says whether the code or configuration differs from the commit. Generated outputs
+    (reports/, dvc.lock) do not count: a pipeline rewrites them while it runs, at a clean commit.
+    """
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", *_SOURCES)
     cuda = torch.cuda.is_available()
     device = torch.cuda.get_device_name(0) if cuda else (platform.processor() or platform.machine())
     return {

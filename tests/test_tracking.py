@@ -62,3 +62,27 @@ def test_a_techniques_step_stats_are_logged(project):
     client = mlflow.MlflowClient(tracking_uri())
     history = client.get_metric_history(table["arms"]["fp16"]["runs"][0]["run_id"], "fp16_loss_scaling/loss_scale")
     assert [m.step for m in history] == [10] and history[0].value == 2.0**16  # no overflow in 10 steps
+
+
+def test_dirty_means_code_or_configuration_not_generated_outputs(tmp_path, monkeypatch):
+    """A pipeline rewrites reports/ and dvc.lock while it runs at a clean commit: that is not a dirty tree."""
+    import subprocess
+
+    from harness import tracking
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    for name in ("harness/x.py", "reports/t.json", "dvc.lock", "params.yaml"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("0\n")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(tracking, "_CODE_ROOT", tmp_path)
+    assert tracking.provenance()["git_dirty"] is False
+    for generated in ("reports/t.json", "dvc.lock"):
+        (tmp_path / generated).write_text("1\n")
+    assert tracking.provenance()["git_dirty"] is False
+    (tmp_path / "params.yaml").write_text("1\n")
+    assert tracking.provenance()["git_dirty"] is True
