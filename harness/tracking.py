@@ -76,6 +76,27 @@ def provenance(dataset_md5: dict[str, str] | None = None) -> dict[str, Any]:
     }
 
 
+class _Shielded:
+    """An MlflowClient whose every call finishes before a SIGTERM or Ctrl-C takes effect
+    (harness.experiments.session.shielded)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            from harness.experiments.session import shielded
+
+            with shielded():
+                return attr(*args, **kwargs)
+
+        return call
+
+
 class Tracker:
     """A thin wrapper over `MlflowClient` used by the Runner."""
 
@@ -83,7 +104,7 @@ class Tracker:
         import mlflow  # imported lazily: it takes seconds
 
         self.uri = uri or tracking_uri()
-        self.client = mlflow.MlflowClient(tracking_uri=self.uri)
+        self.client = _Shielded(mlflow.MlflowClient(tracking_uri=self.uri))
         self._experiments: dict[str, str] = {}
 
     def _experiment(self, name: str) -> str:

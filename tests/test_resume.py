@@ -183,3 +183,17 @@ def test_every_papers_smoke_arms_resume_exactly(paper, tmp_path, monkeypatch):
         assert (resumed.steps, resumed.final) == (whole.steps, whole.final), arm.name
         assert [{k: v for k, v in p.items() if k != "train_seconds"} for p in resumed.curve] == \
             [{k: v for k, v in p.items() if k != "train_seconds"} for p in whole.curve], arm.name
+
+
+def test_a_stop_inside_a_shielded_block_waits_for_its_end():
+    """A SIGTERM that lands in an MLflow call is held until the call is done, then stops the command."""
+    from harness.experiments.session import Stopped, handle_signals, shielded
+
+    done = []
+    with pytest.raises(Stopped) as stopped, handle_signals():
+        with shielded():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            done.append("the shielded block finished")
+        done.append("not reached")
+    assert done == ["the shielded block finished"] and stopped.value.exit_code == 143

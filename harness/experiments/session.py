@@ -18,7 +18,7 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["Stopped", "handle_signals", "mark_dead_runs", "parent_run"]
+__all__ = ["Stopped", "handle_signals", "mark_dead_runs", "parent_run", "shielded"]
 
 HOST_TAG, PID_TAG = "effitrain.host", "effitrain.pid"
 
@@ -45,6 +45,9 @@ def handle_signals() -> Iterator[None]:
     def stop(signum: int, frame: Any) -> None:
         for s in (signal.SIGTERM, signal.SIGINT):  # a second signal of either kind must not interrupt the clean-up
             signal.signal(s, signal.SIG_IGN)
+        if _SHIELD[0]:  # inside an MLflow call: raise when it is done, not halfway through its transaction
+            _PENDING.append(signum)
+            return
         raise Stopped(signum)
 
     old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -53,6 +56,23 @@ def handle_signals() -> Iterator[None]:
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+
+
+_SHIELD = [0]  # how many shielded blocks this process is inside
+_PENDING: list[int] = []  # a signal that arrived inside one
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """Hold a stop off a block that must not be cut halfway (an MLflow write: cut inside its SQLite
+    transaction, the store stayed locked and ending the runs waited 20 s); the stop comes right after."""
+    _SHIELD[0] += 1
+    try:
+        yield
+    finally:
+        _SHIELD[0] -= 1
+    if not _SHIELD[0] and _PENDING:
+        raise Stopped(_PENDING.pop())
 
 
 def process_tags() -> dict[str, str]:
