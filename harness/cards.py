@@ -27,6 +27,28 @@ class Claim:
     scales: tuple[str, ...] = ("cpu", "paper")  # where a verdict is given (smoke data is synthetic)
     # A derived claim compares two arms: measured = metric(arm) - metric(minus_arm).
     minus_arm: str | None = None
+    # What kind of statement the paper makes (DESIGN.md, "Claims"): "point" (claimed +- tolerance),
+    # "at_least" ("upwards of"), "at_most" ("up to": a value below is consistent), "range"
+    # ([claimed, claimed_high]) or "ordering" (the metric increases along `arms`, paired by seed).
+    kind: str = "point"
+    claimed_high: float | None = None
+    arms: tuple[str, ...] = ()
+    cost: str = "seconds"  # a speedup claim's cost to target: seconds, steps, samples or flops
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"claim {self.id}: kind '{self.kind}' is not one of {', '.join(KINDS)}")
+        if self.kind == "range" and (self.claimed is None or self.claimed_high is None
+                                     or self.claimed_high < self.claimed):
+            raise ValueError(f"claim {self.id}: a range needs claimed <= claimed_high")
+        if self.kind == "ordering" and len(self.arms) < 2:
+            raise ValueError(f"claim {self.id}: an ordering needs at least two arms")
+        if self.cost not in COSTS:
+            raise ValueError(f"claim {self.id}: cost '{self.cost}' is not one of {', '.join(COSTS)}")
+
+
+KINDS = ("point", "at_least", "at_most", "range", "ordering")
+COSTS = ("seconds", "steps", "samples", "flops")
 
 
 @dataclass(frozen=True)

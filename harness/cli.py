@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path("reports/runs")
+PREREGISTERED_DIR = Path("reports/preregistered")
 SCALES = ("smoke", "cpu", "paper")  # harness.recipes.SCALES, repeated so `--help` needs no torch import
 EXECUTORS = ("inprocess", "processes", "ray")  # harness.experiments.executors.EXECUTORS
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")  # what a tag may be: it becomes part of a file name
@@ -92,15 +93,18 @@ def _tracking(args: argparse.Namespace) -> str | None:
 
 
 def _execute(recipe: Any, seeds: list[int], args: argparse.Namespace, argv: Sequence[str], card: Any,
-             out: Path, name: str | None = None) -> int:
+             out: Path, name: str | None = None, target_rule: str | None = None) -> int:
+    from harness.experiments import preregister
     from harness.experiments.reproduce import run_recipe
     from harness.train.strategy import is_rank_zero
 
     _prepare(recipe, seeds, args.data_root)
+    preregister.check_seeds(seeds)
     table = run_recipe(recipe, seeds, card, command=_command_line(argv), tag=args.tag, name=name,
                        tracking_uri=_tracking(args), data_root=args.data_root, executor=args.executor,
                        workers=args.workers, ray_address=args.ray_address, rerun=args.rerun, resume=args.resume,
-                       quiet=args.quiet, out_path=out, devices=args.devices)
+                       quiet=args.quiet, out_path=out, devices=args.devices, aa_control=not args.no_aa_control,
+                       target_rule=target_rule)
     if not is_rank_zero(args.devices):
         return 0  # rank 0 reports
     if not args.quiet:
@@ -129,6 +133,7 @@ def _defaults(args: argparse.Namespace, **defaults: Any) -> None:
 
 
 def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from harness.experiments import preregister
     from harness.papers import get_paper
     from harness.recipes import apply_overrides
 
@@ -137,9 +142,40 @@ def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
         _read_params(args)
     _defaults(args, scale="cpu", seeds=1, tag="full", executor="inprocess")
     _check_run_flags(args)
-    recipe = apply_overrides(module.recipe(args.scale), args.set)
+    prereg_path = preregister.path_for(args.preregistered, args.paper, args.scale)
+    recipe, rule = preregister.apply(module.recipe(args.scale), preregister.load(prereg_path), prereg_path)
+    recipe = apply_overrides(recipe, args.set)
+    touched = [s for s in args.set if "target" in s.split("=")[0].split(".")]
+    if touched:
+        rule += f"; then set on the command line, not pre-registered: {', '.join(touched)}"
     out = Path(args.out) / args.paper / f"{args.scale}-{args.tag}.json"
-    return _execute(recipe, _seeds(args.seeds), args, argv, module.CARD, out)
+    return _execute(recipe, _seeds(args.seeds), args, argv, module.CARD, out, target_rule=rule)
+
+
+def cmd_calibrate(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from harness.experiments import preregister
+    from harness.papers import get_paper
+    from harness.recipes import apply_overrides
+
+    module = get_paper(args.paper)
+    if args.scale not in SCALES:
+        raise ValueError(f"scale '{args.scale}' is not one of {', '.join(SCALES)}")
+    if args.seeds < 1:
+        raise ValueError(f"--seeds {args.seeds}: expected a positive number")
+    recipe = apply_overrides(module.recipe(args.scale), args.set)
+    out = preregister.path_for(args.out, args.paper, args.scale)
+    _prepare(recipe, [preregister.CALIBRATION_SEED], args.data_root)
+    record = preregister.calibrate(recipe, args.seeds, args.tune, paper=args.paper, out=out, data_root=args.data_root,
+                                   executor=args.executor, workers=args.workers, tracking_uri=_tracking(args),
+                                   command=_command_line(argv), quiet=args.quiet)
+    if not args.quiet:
+        for arm, t in record["targets"].items():
+            print(f"  {arm}: target {t['metric']} {t['value']:g} (calibration {t['calibration_metric']}: "
+                  f"{', '.join(f'{v:.4g}' for v in t['values'])}; the recipe had {t['recipe_value']:g})")
+        for arm, t in record["tuning"].items():
+            print(f"  {arm}: chose {', '.join(t['chosen'])} ({t['budget']})")
+    print(f"pre-registered: {out}")
+    return 0
 
 
 def _read_params(args: argparse.Namespace) -> None:
@@ -250,7 +286,7 @@ def _read_combine_params(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.report.build import build_report
 
-    path = build_report(args.runs_dir, args.out, matrix_dir=args.matrix_dir)
+    path = build_report(args.runs_dir, args.out, matrix_dir=args.matrix_dir, allow_dirty=args.allow_dirty)
     print(f"report: {Path(path).resolve()}")
     return 0
 
@@ -330,6 +366,10 @@ def _run_flags(p: argparse.ArgumentParser, *, seeds_default: int, tag: bool = Tr
                         "it (default 1)")
     p.add_argument("--no-track", action="store_true", help="do not log to MLflow (runs are then kept in "
                                                            ".effitrain/runs for reuse and resume)")
+    if tag:
+        p.add_argument("--no-aa-control", action="store_true",
+                       help="skip the A/A control (the baseline run twice per seed): the table then has no timing "
+                            "noise floor, and its wall-clock verdicts say so")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--rerun", action="store_true", help="run every job afresh instead of reusing recorded runs")
     again.add_argument("--resume", action="store_true", help="continue runs a killed or stopped command left "
@@ -344,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     loud.add_argument("-q", "--quiet", action="store_true", help="only errors and the paths of what was written")
     loud.add_argument("-v", "--verbose", action="store_true", help="also Lightning's and MLflow's own messages")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
-                                metavar="{list,reproduce,run,matrix,report,data,bench,ui}")
+                                metavar="{list,calibrate,reproduce,run,matrix,report,data,bench,ui}")
     sub.add_parser("list", help="papers, techniques, recipes and datasets")
     p = sub.add_parser("reproduce", help="run a paper's arms over seeds; write reports/runs/PAPER/SCALE-TAG.json")
     p.add_argument("paper", help="a paper id, as `effitrain list` shows")
@@ -352,6 +392,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(RESULTS_DIR), help="results directory (default reports/runs)")
     p.add_argument("--params", help="take scale, seeds, tag and the tag's overrides from this params.yaml "
                                     "(flags given here win)")
+    p.add_argument("--preregistered", default=str(PREREGISTERED_DIR), metavar="DIR",
+                   help="where `effitrain calibrate` wrote the paper's targets and tuned settings, "
+                        "DIR/PAPER/SCALE.json (default reports/preregistered; none there: the recipe's own "
+                        "target, and the table says so)")
+    p = sub.add_parser("calibrate", help="fix a paper's targets (and tune named arms) on validation data with "
+                                         "calibration seeds, before any reported run; write "
+                                         "reports/preregistered/PAPER/SCALE.json")
+    p.add_argument("paper", help="a paper id, as `effitrain list` shows")
+    p.add_argument("--scale", default="cpu", choices=SCALES, help="default cpu")
+    p.add_argument("--seeds", type=int, default=3, help="calibration seeds, from 1000 on (default 3)")
+    p.add_argument("--tune", action="append", default=[], metavar="ARM:KEY=V1,V2,...",
+                   help="tune an arm's setting over a grid on validation data, e.g. sgd_large:optim.lr=1,2,4; every "
+                        "tuned arm must get the same number of trials (repeat for more arms or keys)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
+    p.add_argument("--executor", choices=EXECUTORS, default="inprocess", help="where jobs run (default inprocess)")
+    p.add_argument("--workers", type=int, help="processes: how many in parallel")
+    p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    p.add_argument("--out", default=str(PREREGISTERED_DIR), help="default reports/preregistered")
     p = sub.add_parser("run", help="baseline vs an ad-hoc technique combination on a recipe")
     p.add_argument("--recipe", required=True, help="a base recipe, as `effitrain list` shows")
     p.add_argument("--technique", action="append", default=[], help="repeat to combine techniques")
@@ -370,6 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default=str(RESULTS_DIR), help="the results tables (default reports/runs)")
     p.add_argument("--matrix-dir", help="where combinability.{json,png} are (default: the --out folder)")
     p.add_argument("--out", default="reports", help="where the site and report.pdf go (default reports)")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="include tables whose runs came from uncommitted code (provenance.git_dirty), each marked "
+                        "dirty on its page and in the PDF; without it such a table is refused")
     p = sub.add_parser("data", help="download (online) or check a dataset")
     p.add_argument("action", choices=["download", "check"])
     p.add_argument("name", help="a dataset name, as `effitrain list` shows")
@@ -403,8 +464,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = build_parser().parse_args(argv)
             _set_verbosity(args)
             handlers = {"list": cmd_list, "report": cmd_report, "data": cmd_data, "bench": cmd_bench, "ui": cmd_ui}
-            if args.command in ("reproduce", "run", "matrix"):
-                return {"reproduce": cmd_reproduce, "run": cmd_run, "matrix": cmd_matrix}[args.command](args, argv)
+            if args.command in ("reproduce", "run", "matrix", "calibrate"):
+                return {"reproduce": cmd_reproduce, "run": cmd_run, "matrix": cmd_matrix,
+                        "calibrate": cmd_calibrate}[args.command](args, argv)
             return handlers[args.command](args)
     except SystemExit as exc:
         return int(exc.code or 0)

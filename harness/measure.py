@@ -11,15 +11,17 @@
   the target is a `test/` metric.
 - Time to target: training-clock seconds at the first evaluation whose metric
   reaches the target; None (infinite) when never reached.
-- Statistics: medians, bootstrap percentile intervals over seeds, speedup =
-  median baseline time / median technique time.
-- Claim verdicts: reproduced / not reproduced / inconclusive from the measured
-  interval and the claim's tolerance.
+- Cost to target: steps, samples and counted FLOPs at that evaluation
+  (machine-independent, deterministic per seed), recorded on every curve point
+  with the machine's load average.
+- Statistics and claim verdicts: harness/results/stats.py (paired by seed,
+  exact intervals, claim kinds).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -29,9 +31,19 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-# The protocol's statistics (medians, bootstrap intervals, speedups, claim verdicts) are defined torch-free
+# The protocol's statistics (paired speedups, exact intervals, claim verdicts) are defined torch-free
 # in harness/results/stats.py, so the report computes them without importing training code.
-from harness.results.stats import bootstrap_interval, claim_verdict, speedup  # noqa: F401
+from harness.results.stats import claim_verdict, speedup  # noqa: F401
+
+COLLAPSE = 1.5  # a run whose final test accuracy is at or below 1.5x chance has collapsed (DESIGN.md, "Claims")
+
+
+def machine_load() -> float | None:
+    """The machine's 1-minute load average (None where the OS has none): what else was running."""
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -201,13 +213,19 @@ class Evaluator(pl.Callback):
         self.final: dict[str, float] = {}
         self.flops_per_step = 0.0
         self._flop_counter: FlopCounterMode | None = None
+        # Costs spent so far (samples, FLOPs), recorded on each curve point; the machine's load at each
+        # evaluation beside the curve (it describes the machine, not the run, so resumed curves stay identical).
+        self.cost: Callable[[], dict[str, float]] | None = None
+        self.loads: list[float] = []
 
     def state_dict(self) -> dict[str, Any]:
-        return {"curve": self.curve, "time_to_target": self.time_to_target, "flops_per_step": self.flops_per_step}
+        return {"curve": self.curve, "time_to_target": self.time_to_target, "flops_per_step": self.flops_per_step,
+                "loads": self.loads}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.curve, self.time_to_target = list(state["curve"]), state["time_to_target"]
         self.flops_per_step = state["flops_per_step"]
+        self.loads = list(state.get("loads", []))
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == 0 and self._flop_counter is None:
@@ -236,6 +254,11 @@ class Evaluator(pl.Callback):
                 val.update({f"test/{k}": v for k, v in evaluate(pl_module.model, self.test_loader,
                                                                 pl_module.device).items()})
         point = {"step": trainer.global_step, "train_seconds": self.clock.train_seconds, **val}
+        if self.cost is not None:
+            point.update(self.cost())
+        load = machine_load()
+        if load is not None:
+            self.loads.append(load)
         self.curve.append(point)
         self.time_to_target = time_to_target(self.curve, self.target)
         if self.on_eval:

@@ -24,6 +24,8 @@ from harness.measure import Budget, Target
 from harness.registry import Registry
 
 SCALES = ("smoke", "cpu", "paper")
+FIDELITIES = ("faithful", "variant", "substitute")
+DECAYING = ("cosine", "poly:")  # schedules that reach zero at the budget's last step
 
 ModelFactory = Callable[[tuple[int, ...], int], torch.nn.Module]
 
@@ -39,6 +41,11 @@ class Arm:
     technique_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     reference: bool = False  # a helper arm (e.g. teacher): no speedup is computed for it
     baseline: str | None = None  # the arm its speedup is measured against; None: the recipe's baseline arm
+    # Fidelity to the paper's method (DESIGN.md, "Claims"): "faithful"; "variant" (the note says what
+    # differs); "substitute" (the paper's method is unknown; the note says what stands in for it).
+    fidelity: str = "faithful"
+    fidelity_note: str = ""
+    replicate_of: str | None = None  # an A/A control: the named arm run again (added by the pipeline)
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,9 @@ class Recipe:
     flip: bool = False
     flatten: bool = False
     micro_batch_size: int | None = None  # accumulate gradients over micro-batches of this size; None: one pass
-    schedule: str | None = None  # None | cosine | poly:<p> | step:<e1>,<e2>:<gamma>, opt. "warmup:<epochs>+" first
+    # cosine | poly:<p> (both reach zero at the budget, as the protocol requires) | step:<e1>,<e2>:<gamma> | None
+    # (constant; both refused by validate), optionally "warmup:<epochs>+" first.
+    schedule: str | None = "cosine"
     arms: tuple[Arm, ...] = (Arm("baseline", description="the recipe as is"),)
     baseline_arm: str = "baseline"
     description: str = ""
@@ -71,6 +80,14 @@ class Recipe:
         if self.scale not in SCALES:
             raise ValueError(f"scale '{self.scale}' is not one of {', '.join(SCALES)}")
         self.budget.validate()
+        if not (self.budget.epochs or self.budget.steps or self.budget.samples):
+            raise ValueError(f"recipe {self.name}: the budget needs epochs, steps or samples; a time limit is "
+                             f"only a guard (a run it stops is 'capped'), and the learning rate decays to zero at the "
+                             f"budget")
+        if self.schedule is None or not self.schedule.split("+")[-1].startswith(DECAYING):
+            raise ValueError(f"recipe {self.name}: schedule {self.schedule!r} does not decay the learning rate to "
+                             f"zero at the budget; use cosine or poly:<p>, after an optional warmup:<epochs>+ (the "
+                             f"protocol's baselines are decayed: DESIGN.md, 'Targets and tuning')")
         self.target.validate()
         for name in ("batch_size", "eval_every_n_steps", "n_val"):
             value = getattr(self, name)
@@ -88,6 +105,9 @@ class Recipe:
         if len(set(names)) != len(names) or self.baseline_arm not in names:
             raise ValueError(f"recipe {self.name}: arms {names} must be unique and include '{self.baseline_arm}'")
         for arm in self.arms:
+            if arm.fidelity not in FIDELITIES or (arm.fidelity != "faithful" and not arm.fidelity_note):
+                raise ValueError(f"recipe {self.name}: arm '{arm.name}' fidelity '{arm.fidelity}' must be one of "
+                                 f"{', '.join(FIDELITIES)}, and a variant or substitute must say why (fidelity_note)")
             if arm.baseline is not None and (arm.baseline not in names or arm.baseline == arm.name):
                 raise ValueError(f"recipe {self.name}: arm '{arm.name}' has baseline '{arm.baseline}', "
                                  f"expected another of {names}")
@@ -97,6 +117,15 @@ class Recipe:
             if arm.name == name:
                 return arm
         raise ValueError(f"recipe {self.name} has no arm '{name}'; arms: {', '.join(a.name for a in self.arms)}")
+
+    def with_aa_control(self) -> Recipe:
+        """This recipe with an A/A control: the baseline arm again, as `<baseline>_aa` (DESIGN.md, "Timing")."""
+        base = self.arm(self.baseline_arm)
+        if any(a.replicate_of for a in self.arms):
+            return self
+        aa = replace(base, name=f"{base.name}_aa", description=f"A/A control: {base.name} run again",
+                     replicate_of=base.name, baseline=None)
+        return replace(self, arms=(*self.arms, aa))
 
     def for_arm(self, arm: Arm) -> Recipe:
         """This recipe with the arm's overrides applied."""

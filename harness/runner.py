@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from harness import data as datamod
 from harness.experiments.session import Stopped, process_tags
-from harness.measure import BudgetStop, Evaluator, TrainClock
+from harness.measure import COLLAPSE, BudgetStop, Evaluator, TrainClock
 from harness.papers import paper_source
 from harness.recipes import Arm, Recipe
 from harness.techniques import Technique, compose
@@ -63,6 +63,12 @@ class RunResult:
     stopped_by: str
     resumed_from_step: int | None = None  # set when the run continued from a checkpoint
     checkpoint_seconds: float = 0.0  # writing checkpoints, off the training clock
+    steps_to_target: int | None = None  # machine-independent cost at the first evaluation reaching the target
+    samples_to_target: int | None = None
+    flops_to_target: float | None = None
+    load: dict[str, float] | None = None  # 1-minute load average of the machine: start, median, max
+    capped: bool = False  # stopped by the training-time guard: never in an accuracy comparison
+    collapsed: bool = False  # final test accuracy at or below COLLAPSE x chance
 
     def row(self) -> dict[str, Any]:
         return asdict(self)
@@ -221,11 +227,13 @@ def flop_fraction(techniques: list[Technique]) -> float:
 
 
 def arm_order(recipe: Recipe) -> list[Arm]:
-    """Reference arms first, then baselines, then technique arms, each in declared order."""
+    """Reference arms first, then baselines (each followed by its A/A control), then technique arms, each in
+    declared order."""
     bases = {recipe.baseline_arm} | {a.baseline for a in recipe.arms if a.baseline}
     ref = [a for a in recipe.arms if a.reference]
-    base = [a for a in recipe.arms if a.name in bases and not a.reference]
-    rest = [a for a in recipe.arms if not a.reference and a.name not in bases]
+    base = [a for a in recipe.arms if a.name in bases and not a.reference and not a.replicate_of]
+    base = [x for a in base for x in (a, *(r for r in recipe.arms if r.replicate_of == a.name))]
+    rest = [a for a in recipe.arms if not a.reference and a.name not in bases and not a.replicate_of]
     return ref + base + rest
 
 
@@ -325,6 +333,7 @@ class Runner:
                                                                       recipe.target.metric)
             evaluator = Evaluator(clock, val, test, recipe.eval_every_n_steps, recipe.target, on_eval=on_eval)
             stop = BudgetStop(recipe.budget, clock, evaluator, recipe.batch_size, lambda: flop_fraction(techniques))
+            evaluator.cost = lambda: {"samples": stop.samples, "flops": stop.flops}
             saver = Checkpoint(checkpoint, checkpoint_every_n_steps or recipe.eval_every_n_steps, clock) \
                 if checkpoint else None
             plugins = [p for p in (t.precision_plugin() for t in techniques) if p is not None]
@@ -352,7 +361,7 @@ class Runner:
                 buffer.flush()
             if self.tracker and run_id:
                 self.tracker.end(run_id, status)
-        result = _result(arm, seed, run_id, clock, evaluator, stop, trainer)
+        result = _result(arm, seed, run_id, clock, evaluator, stop, trainer, data.num_classes)
         if saver:
             result.resumed_from_step, result.checkpoint_seconds = saver.resumed_from_step, saver.checkpoint_seconds
         if self.tracker and run_id:
@@ -413,15 +422,24 @@ def _total_steps(recipe: Recipe, steps_per_epoch: int) -> int:
     return min(limits) if limits else steps_per_epoch
 
 
-def _result(arm, seed, run_id, clock, evaluator, stop, trainer) -> RunResult:
+def _result(arm, seed, run_id, clock, evaluator, stop, trainer, classes: int) -> RunResult:
     wall = clock.train_seconds + clock.eval_seconds
+    hit = next((p for p in evaluator.curve if evaluator.target.reached(p[evaluator.target.metric])), None)
+    loads = evaluator.loads
+    stopped_by = stop.stopped_by if trainer.should_stop else "epochs" if trainer.max_epochs != -1 else "steps"
     return RunResult(
+        steps_to_target=None if hit is None else int(hit["step"]),
+        samples_to_target=None if hit is None or "samples" not in hit else int(hit["samples"]),
+        flops_to_target=None if hit is None else hit.get("flops"),
+        load={"start": loads[0], "median": float(np.median(loads)), "max": max(loads)} if loads else None,
+        capped=stopped_by == "train_seconds",
+        collapsed=evaluator.final.get("test/acc", 1.0) <= COLLAPSE / classes,
         arm=arm.name, seed=seed, run_id=run_id, train_seconds=clock.train_seconds,
         eval_seconds=clock.eval_seconds, eval_share=clock.eval_seconds / wall if wall else 0.0,
         warmup_seconds=clock.warmup_seconds, steps=trainer.global_step, samples=stop.samples, flops=stop.flops,
         flop_fraction=stop.flop_fraction,
         time_to_target_s=evaluator.time_to_target, final=evaluator.final, curve=evaluator.curve,
-        stopped_by=stop.stopped_by if trainer.should_stop else "epochs" if trainer.max_epochs != -1 else "steps")
+        stopped_by=stopped_by)
 
 
 def _summary_metrics(r: RunResult) -> list[tuple[str, float, int]]:

@@ -46,6 +46,9 @@ CARD = PaperCard(
         Claim("distillation_gain", "errors of the distilled student minus errors of the hard-label student",
               "test/errors", "distilled", 74 - 146, "Section 3 (74 - 146)", tolerance=20,
               minus_arm="hard_student"),
+        Claim("ordering", "teacher < distilled student < hard-label student in test errors", "test/errors",
+              "distilled", None, "Section 3 (67 < 74 < 146)", kind="ordering",
+              arms=("teacher", "distilled", "hard_student")),
     ),
     notes="Tolerances (15 errors = 0.15 points; 20 for the difference) are ours. The paper's teacher uses "
           "the dropout paper's regularisation; we take its standard MNIST setting (20% input, 50% hidden "

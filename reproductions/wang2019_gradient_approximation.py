@@ -46,7 +46,7 @@ CARD = PaperCard(
     models=("ResNet-20", "VGG-19"),
     claims=(
         Claim("speedup", "over 7% wall-clock speed-up (speedup of the approximate arm over exact training)",
-              "speedup", "spatial", 1.07, "Abstract", tolerance=0.05),
+              "speedup", "spatial", 1.07, "Abstract", kind="at_least"),
         Claim("accuracy_loss", "minimal validation-accuracy loss (test accuracy, approximate minus exact)",
               "test/acc", "spatial", 0.0, "Abstract", tolerance=0.01, minus_arm="exact"),
         Claim("resnet20_acc", "ResNet-20 test accuracy with gradient approximation", "test/acc", "spatial", None,
@@ -60,12 +60,13 @@ CARD = PaperCard(
           "analogue of the paper's strided GPU kernel) are ours, not the paper's. Input gradients stay exact; "
           "only plain zero-padded convolutions with groups=1 are swapped. Batch and channel sampling keep a "
           "cyclic window from a uniform random start (unbiased, and contiguous slices instead of a gather). "
-          "Targets (cpu: 30% validation accuracy; paper: 90%) are ours. Tolerances are ours: 0.05 on the "
-          "speedup (the paper gives a lower bound, 'over 7%', so a measured speedup above 1.12 also agrees "
-          "in words) and 1 point of test accuracy for 'minimal loss'. Paper-scale optimisation (SGD 0.1, "
-          "momentum 0.9, weight decay 1e-4, 160 epochs, steps at 80 and 120) follows He et al.'s CIFAR "
-          "ResNet setting, not this paper. cpu scale: ResNet-20 on a 4,500-image subset of cifar10-jpeg75 "
-          "for 3 epochs, sized so that all four arms of one seed take about 2-3 minutes on an idle 2-core CPU.",
+          "Targets (cpu: 30% validation accuracy; paper: 90%) are ours. The speed-up claim is a lower bound "
+          "('over 7%', judged as at least 1.07x); the tolerance of 1 point of test accuracy for 'minimal loss' is "
+          "ours. Paper-scale optimisation (SGD 0.1, momentum 0.9, weight decay 1e-4, 160 epochs) follows He et "
+          "al.'s CIFAR ResNet setting, not this paper, with a cosine decay to zero in place of their steps (the "
+          "protocol's baselines decay to zero at the budget). cpu scale: ResNet-20 on a 4,500-image subset of "
+          "cifar10-jpeg75 for 3 epochs, sized so that all four arms of one seed take about 2-3 minutes on an idle "
+          "2-core CPU.",
     bibtex="@inproceedings{wang2019accelerated,\n  title={Accelerated CNN Training Through Gradient "
            "Approximation},\n  author={Wang, Ziheng and Nelaturu, Sree Harsha and Amarasinghe, Saman},\n"
            "  booktitle={EMC2 Workshop},\n  year={2019}\n}",
@@ -275,7 +276,9 @@ def _arms(prefix: str = "", **overrides) -> list[Arm]:
     kw = {"spatial": {"spatial_stride": 2}, "batch": {"keep_fraction": 0.5}, "channel": {"keep_fraction": 0.5}}
     exact = Arm(f"{prefix}exact", description="exact gradients", overrides=overrides)
     return [exact] + [Arm(f"{prefix}{m}", ("gradient_approximation",), f"{m}-sampled weight gradient, {kw[m]}",
-                          overrides=overrides, baseline=exact.name if prefix else None,
+                          overrides=overrides, baseline=exact.name if prefix else None, fidelity="substitute",
+                          fidelity_note="our own sampling of the weight-gradient sum; the paper's methods are not "
+                                        "described in the text available (abstract only)",
                           technique_kwargs={"gradient_approximation": {"method": m, **kw[m]}}) for m in METHODS]
 
 
@@ -292,7 +295,7 @@ def recipe(scale: str) -> Recipe:
         budget=Budget(steps=4) if smoke else Budget(epochs=160 if paper else 3),
         target=Target("val/acc", 0.2 if smoke else 0.9 if paper else 0.3),
         optim={"name": "sgd", "lr": 0.1 if paper else 0.05, "momentum": 0.9, "weight_decay": 1e-4 if paper else 5e-4},
-        schedule="step:80,120:0.1" if paper else "cosine",
+        schedule="cosine",  # the protocol's baselines decay to zero at the budget (He et al. step at 80 and 120)
         batch_size=32 if smoke else 128, eval_every_n_steps=2 if smoke else 500 if paper else 12,
         n_val=64 if smoke else 5000 if paper else 1000, n_train=4500 if scale == "cpu" else None,
         crop_pad=0 if smoke else 4, flip=not smoke,

@@ -48,7 +48,7 @@ CARD = PaperCard(
         Claim("accuracy_p99", "negligible accuracy loss at p = 0.99 (test accuracy difference)", "test/acc",
               "prune_p99", 0.0, "Abstract (both versions)", tolerance=0.02, minus_arm="baseline"),
         Claim("bp_speedup", "up to 5.92x faster back-propagation (with a sparse backward kernel)", "speedup",
-              "prune_p90", 5.92, "ECCV 2020 version, Abstract", tolerance=0.5, scales=("paper",)),
+              "prune_p90", 5.92, "ECCV 2020 version, Abstract", tolerance=0.5, kind="at_most", scales=("paper",)),
         Claim("per_model_accuracy", "per-model accuracies (CIFAR-10 ResNet and others)", "test/acc", "prune_p90",
               None, "Tables (n.f. in the accessible text)", scales=("paper",)),
     ),

@@ -32,7 +32,7 @@ def main(out_dir: str) -> int:
     from harness.tracking import tracking_uri
 
     rank = int(os.environ["RANK"])
-    table = run_recipe(ddp_recipe(), [0], tracking_uri=tracking_uri(), devices=DEVICES,
+    table = run_recipe(ddp_recipe(), [0], tracking_uri=tracking_uri(), devices=DEVICES, aa_control=False,
                        out_path=Path(out_dir) / f"table-rank{rank}.json")
     run = table["arms"]["baseline"]["runs"][0]
     print("RESULT " + json.dumps({"rank": rank, "pid": os.getpid(), "curve": run["curve"], "samples": run["samples"],

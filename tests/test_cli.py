@@ -29,7 +29,7 @@ def test_reproduce_smoke_writes_results_and_report(project, capsys):
     assert all(c["verdict"] == "not run at this scale" for c in table["claims"])  # synthetic data
     assert "bf16" in table["speedups"]
     assert (project / "mlflow.db").exists()
-    assert main(["report"]) == 0
+    assert main(["report", "--allow-dirty"]) == 0
     assert "micikevicius2018_mixed_precision.html" in (project / "reports/index.html").read_text()
 
 
@@ -37,9 +37,9 @@ def test_run_composes_techniques_ad_hoc(project):
     assert main(["run", "--recipe", "mnist_cnn", "--scale", "smoke", "--technique", "bf16_autocast",
                  "--set", "budget.steps=3", "--no-track"]) == 0
     table = json.loads((project / "reports/runs/run-mnist_cnn/smoke-bf16_autocast-full.json").read_text())
-    assert list(table["arms"]) == ["baseline", "bf16_autocast"]
+    assert list(table["arms"]) == ["baseline", "baseline_aa", "bf16_autocast"]
     assert table["arms"]["bf16_autocast"]["runs"][0]["steps"] == 3
-    assert main(["report"]) == 0  # ad-hoc tables get their own report page
+    assert main(["report", "--allow-dirty"]) == 0  # ad-hoc tables get their own report page
     assert (project / "reports/run-mnist_cnn.html").exists()
 
 
@@ -90,7 +90,7 @@ def test_reproduce_reads_scale_seeds_tag_and_overrides_from_params(project):
     assert main(["reproduce", "hinton2015_distillation", "--params", "params.yaml", "--no-track"]) == 0
     table = json.loads((project / "reports/runs/hinton2015_distillation/smoke-quick.json").read_text())
     steps = {arm: a["runs"][0]["steps"] for arm, a in table["arms"].items()}
-    assert steps == {"teacher": 3, "hard_student": 2, "distilled": 2}
+    assert steps == {"teacher": 3, "hard_student": 2, "hard_student_aa": 2, "distilled": 2}
     assert table["tag"] == "quick" and table["seeds"] == [0]
 
 
@@ -131,5 +131,5 @@ def test_progress_says_where_it_is_and_how_long_is_left(project, capsys):
     assert main(["run", "--recipe", "mnist_cnn", "--scale", "smoke", "--technique", "bf16_autocast", "--seeds", "2",
                  "--set", "budget.steps=2", "--no-track"]) == 0
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("[run-mnist_cnn ")]
-    assert [ln.split("]")[0] for ln in lines] == [f"[run-mnist_cnn {i}/4" for i in range(1, 5)]
+    assert [ln.split("]")[0] for ln in lines] == [f"[run-mnist_cnn {i}/6" for i in range(1, 7)]  # 3 arms, 2 seeds
     assert "left" in lines[0] and "done in" in lines[-1]

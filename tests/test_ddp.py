@@ -66,7 +66,7 @@ def test_two_processes_at_half_batch_follow_one_process_at_the_full_batch(tmp_pa
     home.mkdir()
     ranks = _two_ranks(home, tmp_path / "out")
     assert [r["rank"] for r in ranks] == [0, 1]
-    one = run_recipe(ddp_recipe(), [0])["arms"]["baseline"]["runs"][0]  # one process, batch 64, no MLflow
+    one = run_recipe(ddp_recipe(), [0], aa_control=False)["arms"]["baseline"]["runs"][0]  # one process, batch 64
 
     for r in ranks:
         assert [p["step"] for p in r["curve"]] == [p["step"] for p in one["curve"]]

@@ -57,7 +57,8 @@ def served(tmp_path_factory):
     site = tmp_path_factory.mktemp("site")
     for name in ("combinability.json", "combinability.png"):  # the matrix's committed outputs
         shutil.copyfile(ROOT / "reports" / name, site / name)
-    build_report(ROOT / "reports" / "runs", site, pdf=False)
+    # Tables committed before issue 10 came from a dirty tree: shown with their banner until each is rerun.
+    build_report(ROOT / "reports" / "runs", site, pdf=False, allow_dirty=True)
     (site / "_check.html").write_text(CHECK_PAGE, encoding="utf-8")
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -82,7 +83,7 @@ def test_every_page_loads_its_figures_and_tables_and_links_resolve(served, tmp_p
     assert index["tables"] >= 1 and index["rows"] > 1
     assert index["images"] and all(i["ok"] for i in index["images"]), index["images"]
     pages = sorted({urlsplit(h).path for h in index["links"] if h.endswith(".html") or ".html#" in h}
-                   - {"combinability.html"})  # checked in its own test below
+                   - {"combinability.html", "protocol.html"})  # checked in their own tests
     assert pages, "the index links no paper page"
     for page in pages:
         assert (site / page).exists(), f"index links {page}, which was not built"

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from harness.measure import Budget, Target, TrainClock, claim_verdict, speedup, time_to_target
+from harness.measure import Budget, Target, TrainClock, time_to_target
 from harness.recipes import Arm
 from harness.runner import Runner
 from tests.tiny import tiny_recipe
@@ -76,57 +76,3 @@ def test_same_seed_gives_identical_metrics():
     assert strip(a) != strip(c)
 
 
-def test_speedup_interval_and_verdicts():
-    fast = speedup([10.0, 11.0, 12.0, 10.5], [5.0, 5.5, 6.0, 5.2])
-    assert fast["verdict"] == "faster" and fast["low"] <= fast["speedup"] <= fast["high"]
-    assert fast["speedup"] == pytest.approx(10.75 / 5.35)
-    mixed = speedup([10.0, 5.0, 12.0], [9.0, 11.0, 6.0])
-    assert mixed["verdict"] == "inconclusive"
-    never = speedup([10.0, 11.0], [None, None])
-    assert never["speedup"] == 0.0 and never["success_rate"] == 0.0
-    assert speedup([None], [None])["speedup"] is None
-
-
-@pytest.mark.parametrize("claimed, tol, low, high, verdict", [
-    (74, 10, 70, 80, "reproduced"),
-    (74, 10, 90, 120, "not reproduced"),
-    (74, 10, 60, 90, "inconclusive"),
-    (None, 0, 1, 2, "no number to compare"),
-])
-def test_claim_verdict(claimed, tol, low, high, verdict):
-    assert claim_verdict(claimed, tol, low, high) == verdict
-
-
-def test_speedup_when_only_the_technique_reaches_the_target_is_not_infinite():
-    only = speedup([None, None, None], [4.0, 5.0, 6.0])
-    assert only["speedup"] is None and only["verdict"] == "only the technique reached the target"
-    assert only["success_rate"] == 1.0
-
-
-def test_claims_are_judged_per_seed_and_unmeasured_metrics_say_so():
-    from harness.cards import Claim, PaperCard
-    from harness.experiments.reproduce import judge_claims
-    from harness.runner import RunResult
-
-    def run(arm, seed, errors):
-        return RunResult(arm, seed, None, 1.0, 0.1, 0.1, 0.1, 10, 320, 1e6, 1.0, None, {"test/errors": errors}, [],
-                         "steps")
-
-    card = PaperCard("p", "t", "a", "v", 2000, "s", ("mnist",), ("mlp",), claims=(
-        Claim("b", "base errors", "test/errors", "base", 100, "Table 1", tolerance=10),
-        Claim("gain", "tech minus base", "test/errors", "tech", -50, "Table 1", tolerance=10, minus_arm="base"),
-        Claim("mem", "memory", "memory/peak_ratio", "tech", 0.5, "Abstract"),
-        Claim("big", "paper only", "test/errors", "tech", 1, "Table 2", scales=("paper",)),
-    ))
-    results = {"base": [run("base", s, e) for s, e in enumerate((98, 100, 104))],
-               "tech": [run("tech", s, e) for s, e in enumerate((50, 49, 55))]}
-    rows = {r["id"]: r for r in judge_claims(card, tiny_recipe(scale="cpu"), results)}
-    assert rows["b"]["measured"] == 100 and rows["b"]["verdict"] == "reproduced"
-    assert rows["gain"]["measured"] == -49 and rows["gain"]["verdict"] == "reproduced"  # paired by seed
-    assert rows["mem"]["verdict"] == "not measured"
-    assert rows["big"]["verdict"] == "not run at this scale"
-
-
-def test_one_seed_gives_no_interval_and_no_speedup_verdict():
-    one = speedup([10.0], [5.0])
-    assert one["speedup"] == 2.0 and one["low"] is None and one["verdict"] == "inconclusive"

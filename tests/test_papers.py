@@ -22,7 +22,9 @@ def test_the_smoke_recipe_trains_every_arm_through_the_pipeline(paper):
     recipe = module.recipe("smoke")
     table = run_recipe(recipe, [0], module.CARD)
     ResultsTable.from_dict(table)  # the table the command would write validates
-    assert set(table["arms"]) == {a.name for a in recipe.arms}
+    aa = f"{recipe.baseline_arm}_aa"  # the A/A control the pipeline adds: the baseline again
+    assert set(table["arms"]) == {a.name for a in recipe.arms} | {aa}
+    assert table["arms"][aa]["replicate_of"] == recipe.baseline_arm and table["protocol"]["aa_arm"] == aa
     for arm, body in table["arms"].items():
         run = body["runs"][0]
         assert run["steps"] >= 1 and math.isfinite(run["final"]["test/loss"]), arm
@@ -38,4 +40,4 @@ def test_claims_name_arms_the_recipes_have(paper):
     assert module.CARD.claims, f"{paper} has no claims"
     arms = {a.name for scale in SCALES for a in module.recipe(scale).arms}
     for claim in module.CARD.claims:
-        assert claim.arm in arms and (claim.minus_arm is None or claim.minus_arm in arms), claim.id
+        assert claim.arm in arms and {claim.minus_arm, *claim.arms} - {None} <= arms, claim.id

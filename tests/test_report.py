@@ -2,7 +2,10 @@
 
 Tables come from tests/helpers.py, built with the schema's records: one paper at two scales, with
 a claim the paper gives no number for, a run that never reached the target and a technique arm
-whose speedup is unknown. The site is built without the PDF (tests/test_thesis.py covers it).
+whose speedup is unknown. They predate the protocol (no `protocol`, no code list), have 2 seeds (so
+no verdict is shown) and come from a dirty working tree (so the report is built with allow_dirty).
+The site is built without the PDF (tests/test_thesis.py covers it); tests/test_report_protocol.py
+covers protocol tables, staleness and the dirty refusal.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def site(tmp_path_factory) -> Path:
     write(root / "runs", table("cpu", "cpu demo: students 2 epochs on 10k MNIST"))
     write(root / "runs", table("smoke", "smoke: 20 steps on 512 images"))
     out = root / "site"
-    assert build_report(root / "runs", out, pdf=False) == out / "index.html"
+    assert build_report(root / "runs", out, pdf=False, allow_dirty=True) == out / "index.html"
     return out
 
 
@@ -196,6 +199,12 @@ def test_claim_cells_and_verdict_counts() -> None:
     assert first.measured == "190 [180, 200]"
     assert first.css == "bad" and cells.claim_cells(t.claims[1]).claimed == "n.f."
     assert cells.verdict_counts(t.claims) == "1 not reproduced, 1 inconclusive, 1 not run at this scale"
+    # judged with its table: 2 seeds are under the protocol's 5, so no verdict, the recorded one named
+    with_table = cells.claim_cells(t.claims[0], t)
+    assert with_table.verdict == "no verdict: 2 seeds, under 5; recorded: not reproduced"
+    assert with_table.css == "skip" and with_table.kind == "point ± 10" and with_table.fidelity == "not recorded"
+    assert with_table.measured == "190 [180, 200]"  # a bootstrap interval of an old table is not called a range
+    assert cells.verdict_counts(t.claims, t) == "2 no verdict (under 5 seeds), 1 not run at this scale"
     assert cells.verdict_counts([]) == "no claims"
     assert cells.counts(["b", "z", "a", "b"], ["b"]) == "2 b, 1 a, 1 z"
 
@@ -203,7 +212,9 @@ def test_claim_cells_and_verdict_counts() -> None:
 def test_format_summary_for_the_terminal() -> None:
     text = cells.format_summary(table("cpu", "b"))
     assert "hard_student: time to target not reached (∞) [6.2 s, ∞]" in text
-    assert "claim distilled_errors: claimed 74, measured 190 [180, 200] -> not reproduced" in text
+    assert ("claim distilled_errors: claimed 74, measured 190 [180, 200] -> no verdict: 2 seeds, under 5; "
+            "recorded: not reproduced") in text
+    assert "distilled: time to target 5.3 s [5.1 s, 5.5 s]" in text and "wall-clock 1.21× [0.95, 1.40]" in text
 
 
 # ---------------------------------------------------------------- the site
@@ -214,17 +225,29 @@ def test_index_links_every_paper_page(site: Path) -> None:
     assert f'href="{PAPER}.html#scale-cpu"' in index
     assert (site / f"{PAPER}.html").is_file()
     assert index.index("scale-smoke") < index.index("scale-cpu")  # smoke < cpu < paper
-    assert "1.21× [0.95, 1.40]" in index and "temperature_1: n/a" in index
-    assert "1 not reproduced, 1 inconclusive, 1 not run at this scale" in index
+    # a CPU table without costs to target: wall-clock only, the missing costs named, no verdict at 2 seeds
+    assert "distilled: wall-clock 1.21× [0.95, 1.40] (no verdict)<br>" in index
+    assert "temperature_1: wall-clock n/a (no verdict)</td>" in index
+    # the paper page says why: too few seeds, the recorded verdict, the costs the table lacks
+    t = table("cpu", "b")
+    assert cells.speedup_summary(t, "distilled") == ("wall-clock 1.21× [0.95, 1.40] (no verdict: 2 seeds, under 5; "
+                                                     "recorded: inconclusive); FLOPs and steps not recorded")
+    assert "2 no verdict (under 5 seeds), 1 not run at this scale" in index
+    # the tables are dirty (allowed) and record no code: the index marks them; the protocol page is linked
+    assert "<b>dirty; code not recorded; protocol not recorded</b>" in index and 'href="protocol.html"' in index
     # no combinability.json in the output folder: the index says how to make one, and links the PDF
-    assert "effitrain matrix --scale cpu --seeds 3" in index and 'href="combinability.html"' not in index
+    assert "effitrain matrix --scale cpu --seeds 5" in index and 'href="combinability.html"' not in index
     assert 'href="report.pdf"' in index and not (site / "report.pdf").exists()  # pdf=False
 
 
 def test_paper_page_has_ledger_budget_and_tta(site: Path) -> None:
     page = (site / f"{PAPER}.html").read_text(encoding="utf-8")
-    for verdict in ("not reproduced", "inconclusive", "not run at this scale"):
+    for verdict in ("no verdict: 2 seeds, under 5; recorded: not reproduced",
+                    "no verdict: 2 seeds, under 5; recorded: inconclusive", "not run at this scale"):
         assert f"<b>{verdict}</b>" in page
+    assert page.count("<b>Dirty working tree:</b>") == 2 and page.count("<b>Protocol not recorded:</b>") == 2
+    assert page.count("<b>Code not recorded:</b>") == 2 and "interval method</td><td>not recorded" in page
+    assert "2 (0, 1): under 5, so no verdict is shown" in page  # its bootstrap intervals are not called ranges
     for text in ("distilled student test errors", "soft targets beat hard targets", "60k-image result"):
         assert text in page
     assert "n.f." in page and "Section 3, text" in page
@@ -252,8 +275,8 @@ def test_text_is_escaped(site: Path) -> None:
 
 
 def test_output_is_deterministic(site: Path) -> None:
-    again = build_report(site.parent / "runs", site.parent / "again", pdf=False).parent
-    for name in ("index.html", f"{PAPER}.html", f"figures/{PAPER}-cpu-tta.png", "tta.csv"):
+    again = build_report(site.parent / "runs", site.parent / "again", pdf=False, allow_dirty=True).parent
+    for name in ("index.html", f"{PAPER}.html", "protocol.html", f"figures/{PAPER}-cpu-tta.png", "tta.csv"):
         assert (site / name).read_bytes() == (again / name).read_bytes()
 
 

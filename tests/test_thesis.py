@@ -3,7 +3,8 @@
 The tables are tests/helpers.py's: two papers (two technique families, so two chapters) and one
 `effitrain run` table with no paper behind it, plus a three-technique combinability matrix. The PDF's
 headings are read back with Typst's own query on the same generated sources; its text with pdftotext
-where poppler-utils is installed.
+where poppler-utils is installed. The tables come from a dirty working tree, so the report is built
+with allow_dirty (and says so in every section).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def _inputs(root: Path, with_matrix: bool = True) -> tuple[Path, Path]:
 def built(tmp_path_factory) -> Path:
     """The site and PDF built with a combinability matrix; returns the output folder."""
     runs, out = _inputs(tmp_path_factory.mktemp("thesis"))
-    build_report(runs, out)
+    build_report(runs, out, allow_dirty=True)
     return out
 
 
@@ -93,7 +94,8 @@ def test_pdf_has_the_chapters_and_paper_sections(built: Path) -> None:
     comb = load_combinability(built / "combinability.json")
     headings = _headings(tables, comb, built)
     titles = pdf.FAMILY_TITLES
-    for title in (titles["arithmetic"], titles["model"], titles["runs"],
+    for title in (titles["arithmetic"], titles["model"], titles["runs"], "The measurement protocol",
+                  *(t for t, _ in cells.PROTOCOL), "Stale and dirty tables",
                   "Time to accuracy: overview", "Combinability of techniques", "Threats to validity",
                   "JPEG-compressed CIFAR-10", "Provenance and environment", MP_TITLE, "Bibliography"):
         assert title in headings, title
@@ -113,7 +115,9 @@ def test_pdf_text_has_titles_verdicts_pairs_and_bibliography(built: Path) -> Non
         return
     assert pdf.TITLE.replace("-", "") in text.replace("-", "")  # the title may be hyphenated
     assert "Distilling the Knowledge in a Neural Network <script>alert(1)</script>" in text
-    assert "not reproduced" in text and "not run at this scale" in text
+    assert "recorded: not reproduced" in text and "not run at this scale" in text
+    assert "Dirty working tree:" in text and "Protocol not recorded:" in text  # banners of every section
+    assert "Protocol and results: cpu [dirty; code not recorded; protocol not recorded]" in text
     assert MARKUP in text  # markup characters printed as text, nothing evaluated
     assert "bf16_autocast + distillation" in text and "stacks" in text and "reason <b>in words</b>" in text
     bibliography = text[text.rindex("Bibliography"):]
@@ -128,7 +132,8 @@ def test_abstract_counts_come_from_the_data(tmp_path: Path) -> None:
     data = pdf.report_data(tables, comb, tmp_path, {})
     abstract = data["abstract"]
     assert "reproduces 2 papers" in abstract and "adds 1 single-technique run " in abstract
-    assert "the 6 verdicts: 2 not reproduced, 2 inconclusive, 2 not run at this scale" in abstract
+    # 2 seeds: the judged claims count as no verdict (tests/test_report_protocol.py has 5-seed tables)
+    assert "the 6 verdicts: 4 no verdict (under 5 seeds), 2 not run at this scale" in abstract
     assert "3 pairs of 3 techniques on the mnist_cnn recipe: 1 stacks, 1 overlap, 1 incompatible" in abstract
     assert data["date"] == "data as of 2026-11-22" and "0123abcd" in data["commits"]
     assert data["combinability"]["figure"] is None  # no heatmap under tmp_path/figures
@@ -180,7 +185,7 @@ def test_combinability_page(built: Path) -> None:
 
 def test_without_matrix_the_report_says_how_to_make_it(tmp_path: Path) -> None:
     runs, out = _inputs(tmp_path, with_matrix=False)
-    build_report(runs, out)
+    build_report(runs, out, allow_dirty=True)
     index = (out / "index.html").read_text(encoding="utf-8")
     assert cells.MATRIX_HOWTO in index and 'href="combinability.html"' not in index
     assert not (out / "combinability.html").exists()
@@ -219,7 +224,7 @@ def test_failed_compile_keeps_the_old_pdf(tmp_path: Path) -> None:
     (out / "report.pdf").write_bytes(b"%PDF-old")
     (out / "combinability.png").write_bytes(b"not an image")  # Typst cannot decode it
     with pytest.raises(ValueError, match=r"report\.pdf: typst could not compile the report: .*image") as err:
-        build_report(runs, out)
+        build_report(runs, out, allow_dirty=True)
     assert "\n" not in str(err.value)
     assert (out / "report.pdf").read_bytes() == b"%PDF-old"
     assert not list(out.glob(".report-pdf-*"))

@@ -26,8 +26,8 @@ def test_mlflow_run_holds_params_metrics_provenance_and_source(project):
         "results/table.json", "results/table.metrics.json", "results/table.curves"}
     assert [a.path for a in client.list_artifacts(parent, "figures")] == ["figures/tta.png"]
     assert sorted(a.path for a in client.list_artifacts(parent, "results/table.curves")) == [
-        f"results/table.curves/{arm}.csv" for arm in ("distilled", "hard_student", "teacher")]
-    assert sorted(r.data.tags["arm"] for r in children) == ["distilled", "hard_student", "teacher"]
+        f"results/table.curves/{arm}.csv" for arm in ("distilled", "hard_student", "hard_student_aa", "teacher")]
+    assert sorted(r.data.tags["arm"] for r in children) == ["distilled", "hard_student", "hard_student_aa", "teacher"]
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent}
     run = client.get_run(table["arms"]["distilled"]["runs"][0]["run_id"])
     assert run.info.status == "FINISHED"

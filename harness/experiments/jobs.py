@@ -25,7 +25,8 @@ from typing import Any
 
 from harness.recipes import Recipe
 
-__all__ = ["KEY_TAG", "Job", "Outcome", "RunFailedError", "code_version", "run_job", "run_key", "run_store"]
+__all__ = ["KEY_TAG", "Job", "Outcome", "RunFailedError", "code_files", "code_hash", "code_version", "run_job",
+           "run_key", "run_store"]
 
 KEY_TAG = "effitrain.run_key"
 Outcome = dict[str, Any]  # arm, seed, key, reused, resumed, result (RunResult.row()), error, diverged, state
@@ -88,10 +89,10 @@ def _module_file(obj: Any) -> Path | None:
     return Path(file).resolve() if file else None
 
 
-def code_version(job: Job | None = None) -> str:
-    """A hash of the source a run executes: the shared harness and kernel code and, for a job, the modules
-    that define its paper, its techniques and its model (a plug-in's included), nothing else, so editing
-    another paper or the report code keeps recorded runs reusable."""
+def code_files(job: Job | None = None) -> dict[str, str]:
+    """The source a run executes, as {path relative to the project: sha256 prefix}: the shared harness and
+    kernel code and, for a job, the modules that define its paper, its techniques and its model (a plug-in's
+    included), nothing else, so editing another paper or the report code keeps recorded runs reusable."""
     from harness.papers import PAPERS
     from harness.techniques import get_technique
 
@@ -103,11 +104,21 @@ def code_version(job: Job | None = None) -> str:
             owners.append(PAPERS.get(job.recipe.paper).recipe)
         files |= {f for f in map(_module_file, owners) if f is not None}
     root = Path(__file__).resolve().parents[2]
+    return {(path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name): _file_hash(path)[:16]
+            for path in sorted(files)}
+
+
+def code_hash(files: dict[str, str]) -> str:
+    """One hash of `code_files` output (or of several merged): what a table records and a report re-checks."""
     h = hashlib.sha256()
-    for path in sorted(files):
-        rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
-        h.update(rel.encode() + b"\0" + _file_hash(path).encode() + b"\0")
+    for rel, digest in sorted(files.items()):
+        h.update(rel.encode() + b"\0" + digest.encode() + b"\0")
     return h.hexdigest()[:16]
+
+
+def code_version(job: Job | None = None) -> str:
+    """The hash of the source a run executes (`code_files`), part of its key."""
+    return code_hash(code_files(job))
 
 
 def _describe(value: Any) -> str:
@@ -143,6 +154,8 @@ def run_key(job: Job) -> str:
             "arm": [list(arm.techniques), arm.technique_kwargs], "seed": job.seed, "data": data_md5,
             "references": dict(sorted(job.reference_keys.items())),
             "versions": [torch.__version__, lightning.__version__, numpy.__version__], "device": device}
+    if arm.replicate_of:  # an A/A control repeats its arm's computation: a run of its own, never a reuse of it
+        spec["replicate"] = 1
     if job.devices > 1:  # sharded augmentation and gradient reduction change the run (one device: keys unchanged)
         spec["devices"] = job.devices
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=repr).encode()).hexdigest()[:24]

@@ -18,16 +18,28 @@ import numpy as np
 from harness import data as datamod
 from harness.cards import PaperCard
 from harness.experiments.executors import execute, threads_per_job
-from harness.experiments.jobs import Job, Outcome, RunFailedError, with_references
+from harness.experiments.jobs import Job, Outcome, RunFailedError, code_files, code_hash, with_references
 from harness.experiments.progress import Progress
 from harness.experiments.session import parent_run
-from harness.measure import bootstrap_interval, claim_verdict, speedup
-from harness.recipes import Recipe
+from harness.measure import COLLAPSE
+from harness.recipes import Arm, Recipe
+from harness.results.stats import (
+    MIN_SEEDS,
+    claim_verdict,
+    for_fidelity,
+    interval_method,
+    median,
+    median_interval,
+    noise_floor,
+    ordering_verdict,
+    paired_differences,
+    speedup,
+)
 from harness.runner import RunResult, arm_order, baseline_of, validate
 from harness.tracking import Tracker, provenance
 from harness.train.strategy import check_batch, check_devices, launch
 
-__all__ = ["describe_budget", "judge_claims", "run_phases", "run_recipe"]
+__all__ = ["arm_speedup", "describe_budget", "interleaved", "judge_claims", "run_phases", "run_recipe"]
 
 
 def run_phases(jobs: list[Job], executor: str = "inprocess", workers: int | None = None,
@@ -57,12 +69,17 @@ def run_recipe(recipe: Recipe, seeds: list[int], card: PaperCard | None = None, 
                tag: str = "full", name: str | None = None, tracking_uri: str | None = None,
                data_root: str = "datasets", executor: str = "inprocess", workers: int | None = None,
                ray_address: str | None = None, rerun: bool = False, resume: bool = False, quiet: bool = True,
-               out_path: str | Path | None = None, devices: int = 1) -> dict[str, Any]:
+               out_path: str | Path | None = None, devices: int = 1, aa_control: bool = True,
+               target_rule: str | None = None) -> dict[str, Any]:
     """Run every arm over every seed; return the results table (and write it to `out_path` if given).
 
-    With `devices` > 1 each job trains data-parallel over that many processes (started here, see
-    harness.train.strategy); every rank returns the table, only rank 0 logs, reports progress and writes it.
+    With `aa_control` the baseline arm runs twice per seed (its A/A control, `<baseline>_aa`), which
+    gives the table its timing noise floor. Within each seed the arms run in an order drawn from the
+    seed (`interleaved`), so a burst of machine load does not fall on one arm. With `devices` > 1 each
+    job trains data-parallel over that many processes (started here, see harness.train.strategy); every
+    rank returns the table, only rank 0 logs, reports progress and writes it.
     """
+    recipe = recipe.with_aa_control() if aa_control else recipe
     validate(recipe, seeds)
     check_devices(devices, executor)
     for arm in recipe.arms:
@@ -78,16 +95,28 @@ def run_recipe(recipe: Recipe, seeds: list[int], card: PaperCard | None = None, 
         jobs = [Job(recipe, arm.name, seed, experiment, data_root, tracking_uri, parent, {"tag": tag},
                     threads=threads_per_job(executor, workers), rerun=rerun, resume=resume, devices=devices,
                     log_evals=not quiet and executor == "inprocess")  # in-run progress, where lines do not mix
-                for seed in seeds for arm in arm_order(recipe)]
+                for seed in seeds for arm in interleaved(recipe, seed)]
         outcomes = run_phases(jobs, executor, workers, ray_address, Progress(len(jobs), label, quiet or not lead))
         results = {a.name: [RunResult.from_row(outcomes[(a.name, s)]["result"]) for s in seeds]
                    for a in arm_order(recipe)}
+        files: dict[str, str] = {}
+        for job in jobs:
+            files.update(code_files(job))
         # As the file will hold it (tuples as lists), so what is returned and what is written agree.
-        table = json.loads(json.dumps(_table(recipe, seeds, results, card, command, tag, name, data_root),
-                                      default=float))
+        table = json.loads(json.dumps(_table(recipe, seeds, results, card, command, tag, name, data_root, files,
+                                             target_rule), default=float))
         if out_path is not None and lead:
             _write(table, Path(out_path), tracker, parent)
     return table
+
+
+def interleaved(recipe: Recipe, seed: int) -> list[Arm]:
+    """The seed's arms in the order they run: reference arms first (others learn from them), then the rest
+    in an order drawn from the seed, so arms share the machine's good and bad moments alike."""
+    arms = arm_order(recipe)
+    refs, rest = [a for a in arms if a.reference], [a for a in arms if not a.reference]
+    order = np.random.default_rng([seed, 0xA4]).permutation(len(rest))
+    return refs + [rest[i] for i in order]
 
 
 def _write(table: dict[str, Any], out_path: Path, tracker: Tracker | None, parent: str | None) -> None:
@@ -107,16 +136,22 @@ def _write(table: dict[str, Any], out_path: Path, tracker: Tracker | None, paren
 
 
 def _table(recipe: Recipe, seeds: list[int], results: dict[str, list[RunResult]], card: PaperCard | None,
-           command: str, tag: str, name: str | None, data_root: str) -> dict[str, Any]:
+           command: str, tag: str, name: str | None, data_root: str, files: dict[str, str],
+           target_rule: str | None) -> dict[str, Any]:
     arms = arm_order(recipe)
-
-    def times(arm: str) -> list[float | None]:
-        return [r.time_to_target_s for r in results[arm]]
-
+    data = datamod.load_dataset(recipe.dataset, data_root)  # memoised: the jobs loaded it already
+    aa = next((a for a in arms if a.replicate_of), None)
+    floor = None
+    if aa is not None:
+        floor = noise_floor([_clock(r) for r in results[aa.replicate_of]], [_clock(r) for r in results[aa.name]])
     bases = {baseline_of(recipe, a) for a in arms}  # a baseline is not raced against another baseline
-    speedups = {a.name: {**speedup(times(baseline_of(recipe, a)), times(a.name)), "baseline": baseline_of(recipe, a)}
-                for a in arms if not a.reference and a.name not in bases}
-    data_md5 = datamod.load_dataset(recipe.dataset, data_root).md5  # memoised: the jobs loaded it already
+    speedups = {a.name: {**arm_speedup(results[baseline_of(recipe, a)], results[a.name], floor),
+                         "baseline": baseline_of(recipe, a)}
+                for a in arms if not a.reference and not a.replicate_of and a.name not in bases}
+    flagged = {kind: [f"{r.arm} seed {r.seed}" for a in arms for r in results[a.name] if getattr(r, kind)]
+               for kind in ("capped", "collapsed")}
+    prov = provenance(data.md5)
+    prov.update(code_hash=code_hash(files), code_files=dict(sorted(files.items())))
     return {
         "paper": name or recipe.paper or recipe.name, "scale": recipe.scale, "tag": tag,
         "card": card.summary_dict() if card else {"title": recipe.name, "authors": "", "venue": "", "year": None,
@@ -129,11 +164,45 @@ def _table(recipe: Recipe, seeds: list[int], results: dict[str, list[RunResult]]
                           "flop_fraction": float(np.median([r.flop_fraction for r in results[a.name]])),
                           "budget": recipe.for_arm(a).budget.describe(),
                           "target": asdict(recipe.for_arm(a).target),
+                          "fidelity": a.fidelity, "fidelity_note": a.fidelity_note, "replicate_of": a.replicate_of,
                           "runs": [r.row() for r in results[a.name]]} for a in arms},
         "speedups": speedups,
-        "claims": judge_claims(card, recipe, results) if card else [],
-        "provenance": provenance(data_md5),
+        "claims": judge_claims(card, recipe, results, floor) if card else [],
+        "provenance": prov,
+        "protocol": {"min_seeds": MIN_SEEDS, "interval_method": interval_method(len(seeds)),
+                     "coverage": median_interval(list(range(len(seeds))))[2] if len(seeds) >= MIN_SEEDS else None,
+                     "noise_floor": floor, "aa_arm": aa.name if aa else None,
+                     "arm_order": "reference arms first, then the arms of each seed in an order drawn from the seed",
+                     "classes": data.num_classes, "collapse_accuracy": COLLAPSE / data.num_classes,
+                     "capped_runs": flagged["capped"], "collapsed_runs": flagged["collapsed"],
+                     "target_rule": target_rule},
     }
+
+
+def _clock(r: RunResult) -> float:
+    """A run's timing for the A/A comparison: training-clock seconds per step (both replicates run the same steps)."""
+    return r.train_seconds / r.steps if r.steps else 0.0
+
+
+_COSTS = {"steps": "steps_to_target", "samples": "samples_to_target", "flops": "flops_to_target"}
+
+
+def arm_speedup(base: list[RunResult], arm: list[RunResult], floor: float | None) -> dict[str, Any]:
+    """Paired speedups of an arm over its baseline: wall-clock (with the timing noise floor; without an A/A
+    control no wall-clock verdict) and in each machine-independent cost to target. A collapsed run makes the
+    verdicts "collapsed"."""
+    sp = speedup([r.time_to_target_s for r in base], [r.time_to_target_s for r in arm], floor)
+    if floor is None and sp["verdict"] in ("faster", "slower"):  # no A/A control ran: timing noise is unmeasured
+        sp["verdict"] = "inconclusive (timing noise)"
+    costs = {}
+    for cost, attr in _COSTS.items():
+        c = speedup([getattr(r, attr) for r in base], [getattr(r, attr) for r in arm])
+        costs[cost] = {k: c[k] for k in ("speedup", "low", "high", "verdict")}
+    if any(r.collapsed for r in base + arm):
+        sp["verdict"] = "collapsed"
+        for c in costs.values():
+            c["verdict"] = "collapsed"
+    return {**sp, "costs": costs}
 
 
 def describe_budget(recipe: Recipe, tag: str) -> str:
@@ -144,41 +213,83 @@ def describe_budget(recipe: Recipe, tag: str) -> str:
     return text + (f" ({'; '.join(own)})" if own else "") + f"; batch {recipe.batch_size}"
 
 
-def judge_claims(card: PaperCard, recipe: Recipe, results: dict[str, list[RunResult]]) -> list[dict[str, Any]]:
-    """Measured value, bootstrap interval and verdict for each claim of the card."""
+def judge_claims(card: PaperCard, recipe: Recipe, results: dict[str, list[RunResult]],
+                 floor: float | None = None) -> list[dict[str, Any]]:
+    """Measured value, interval and verdict for each claim of the card, by its kind and its arm's fidelity.
+
+    Under MIN_SEEDS seeds the range is shown and no verdict given. An accuracy claim on an arm with a capped
+    run is "capped" (left out of accuracy comparisons); one whose arms collapsed is "collapsed".
+    """
     out = []
     for claim in card.claims:
         row = asdict(claim)
-        row.update(measured=None, low=None, high=None)
-        arms_needed = [claim.arm] + ([claim.minus_arm] if claim.minus_arm else [])
-        if recipe.scale not in claim.scales or any(a not in results for a in arms_needed):
-            out.append({**row, "verdict": "not run at this scale"})
-        elif claim.metric == "speedup":  # time to target against the arm's baseline, over seeds
-            out.append({**row, **_speedup_claim(claim, recipe, results)})
-        elif any(claim.metric not in r.final for a in arms_needed for r in results[a]):
-            out.append({**row, "verdict": "not measured"})
+        row["arms"] = list(claim.arms) or None
+        needed = list(claim.arms) or [claim.arm] + ([claim.minus_arm] if claim.minus_arm else [])
+        arm = recipe.arm(claim.arm) if claim.arm in results else None
+        row.update(measured=None, low=None, high=None, n_seeds=None, coverage=None,
+                   fidelity=arm.fidelity if arm else None, fidelity_note=arm.fidelity_note if arm else None)
+        runs = [r for a in needed if a in results for r in results[a]]
+        if recipe.scale not in claim.scales or any(a not in results for a in needed):
+            verdict = "not run at this scale"
+        elif any(r.collapsed for r in runs):
+            verdict = "collapsed"
+        elif claim.metric == "speedup":  # cost to target against the arm's baseline, paired by seed
+            row.update(_speedup_claim(claim, recipe, results, floor))
+            verdict = row.pop("verdict")
+        elif any(claim.metric not in r.final for r in runs):
+            verdict = "not measured"
+        elif any(r.capped for r in runs):
+            verdict = "capped"
         else:
-            out.append({**row, **_value_claim(claim, results)})
+            row.update(_value_claim(claim, results))
+            verdict = row.pop("verdict")
+        out.append({**row, "verdict": for_fidelity(verdict, row["fidelity"] or "faithful")})
     return out
 
 
 def _value_claim(claim: Any, results: dict[str, list[RunResult]]) -> dict[str, Any]:
-    values = [r.final[claim.metric] for r in results[claim.arm]]
+    def values(arm: str) -> list[float]:
+        return [r.final[claim.metric] for r in results[arm]]
+
+    if claim.kind == "ordering":  # gaps between consecutive arms, paired by seed; the measured value is the smallest
+        gaps = [paired_differences(values(hi), values(lo)) for lo, hi in zip(claim.arms, claim.arms[1:])]
+        summaries = [_interval(g) for g in gaps]
+        low = min((s[1] for s in summaries), default=None) if all(s[1] is not None for s in summaries) else None
+        smallest = min(summaries, key=lambda s: s[0])
+        out = {"measured": smallest[0], "low": low, "high": smallest[2], "n_seeds": len(gaps[0]),
+               "coverage": smallest[3]}
+        if out["coverage"] is None:
+            return {**out, "verdict": "range only (under 5 seeds)"}
+        return {**out, "verdict": ordering_verdict([(s[1], s[2]) for s in summaries])}
+    vals = values(claim.arm)
     if claim.minus_arm:
-        others = {r.seed: r.final[claim.metric] for r in results[claim.minus_arm]}
-        values = [v - others[r.seed] for v, r in zip(values, results[claim.arm])]
-    measured = float(np.median(values))
-    low, high = bootstrap_interval(values) if len(values) > 1 else (None, None)  # one seed: no interval
-    bounds = (low, high) if low is not None else (measured, measured)
-    return {"measured": measured, "low": low, "high": high,
-            "verdict": claim_verdict(claim.claimed, claim.tolerance, *bounds)}
+        vals = paired_differences(vals, values(claim.minus_arm))
+    point, low, high, cov = _interval(vals)
+    out = {"measured": point, "low": low, "high": high, "n_seeds": len(vals), "coverage": cov}
+    if cov is None:
+        return {**out, "verdict": "range only (under 5 seeds)" if claim.claimed is not None else "no number to compare"}
+    return {**out, "verdict": claim_verdict(claim.kind, claim.claimed, claim.tolerance, low, high, claim.claimed_high)}
 
 
-def _speedup_claim(claim: Any, recipe: Recipe, results: dict[str, list[RunResult]]) -> dict[str, Any]:
-    base = baseline_of(recipe, recipe.arm(claim.arm))
-    sp = speedup([r.time_to_target_s for r in results[base]], [r.time_to_target_s for r in results[claim.arm]])
-    if sp["speedup"] is None:
-        return {"measured": None, "low": None, "high": None, "verdict": sp["verdict"]}
-    low, high = (sp["low"], sp["high"]) if sp["low"] is not None else (sp["speedup"], sp["speedup"])
-    return {"measured": sp["speedup"], "low": sp["low"], "high": sp["high"],
-            "verdict": claim_verdict(claim.claimed, claim.tolerance, low, high)}
+def _interval(values: list[float]) -> tuple[float | None, float | None, float | None, float | None]:
+    """Median, interval (the range under MIN_SEEDS) and its coverage (None for a range)."""
+    if not values:
+        return None, None, None, None
+    ci = median_interval(values)
+    return (median(values), *(ci if ci else (min(values), max(values), None)))
+
+
+def _speedup_claim(claim: Any, recipe: Recipe, results: dict[str, list[RunResult]],
+                   floor: float | None) -> dict[str, Any]:
+    base = results[baseline_of(recipe, recipe.arm(claim.arm))]
+    sp = arm_speedup(base, results[claim.arm], floor)
+    if claim.cost != "seconds":
+        sp = {**sp, **sp["costs"][claim.cost]}
+    out = {"measured": sp["speedup"], "low": sp["low"], "high": sp["high"], "n_seeds": sp["n_seeds"],
+           "coverage": sp["coverage"]}
+    if sp["speedup"] is None or sp["verdict"] in ("range only (under 5 seeds)", "collapsed", "target not reached"):
+        return {**out, "verdict": sp["verdict"]}
+    low, high = sp["low"], sp["high"]
+    if claim.cost == "seconds" and floor:  # wall-clock is judged only beyond the timing noise: widen by the floor
+        low, high = low / floor, high * floor
+    return {**out, "verdict": claim_verdict(claim.kind, claim.claimed, claim.tolerance, low, high, claim.claimed_high)}

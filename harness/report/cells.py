@@ -1,17 +1,22 @@
 """The text cells the HTML site and the PDF both show, each defined once.
 
 Numbers (by the metric's declared display format), intervals, seconds, ratios and percentage
-points; speedup cells; a table's per-arm cells; claim cells and verdict counts; provenance rows;
-the combinability matrix's facts and rows; and the terminal digest of a table. Cells are plain
-text (never HTML or Typst markup): `html.py` escapes them, `pdf.py` places them as Typst strings.
+points; speedup cells (machine-independent cost first on CPU tables); a table's per-arm cells;
+claim cells (kind, fidelity) and verdict counts; the protocol a table was measured under and the
+measurement protocol itself (`PROTOCOL`); provenance rows and the code check (`code_status`: is
+the code a table's runs executed still the code on disk?); the combinability matrix's facts and
+rows; and the terminal digest of a table. Cells are plain text (never HTML or Typst markup):
+`html.py` escapes them, `pdf.py` places them as Typst strings.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from harness.results import tta
@@ -34,9 +39,17 @@ __all__ = [
     "arm_cells", "theoretical_cell", "ClaimCells", "claim_cells", "counts", "verdict_counts", "VERDICT_CLASS",
     "CLAIM_VERDICT_ORDER", "PAIR_VERDICT_CLASS", "SPEEDUP_VERDICT_ORDER", "provenance_rows", "combinability_facts",
     "combinability_rows", "sorted_tables", "format_summary", "MATRIX_HOWTO", "SCALE_ORDER", "plural",
+    "MIN_SEEDS", "NO_VERDICT", "PROTOCOL", "PROTOCOL_INTRO", "PROJECT_ROOT", "min_seeds", "too_few_seeds",
+    "cost_first", "cost_order", "speedup_parts", "speedup_summary", "kind_text", "fidelity_text", "flops_text",
+    "protocol_rows", "protocol_missing", "CodeStatus", "code_status", "code_statuses", "table_key",
+    "status_banners", "status_mark",
 ]
 
-MATRIX_HOWTO = "effitrain matrix --scale cpu --seeds 3"
+MATRIX_HOWTO = "effitrain matrix --scale cpu --seeds 5"
+MIN_SEEDS = 5  # the protocol's minimum for a verdict (harness.results.stats.MIN_SEEDS, which imports scipy)
+NO_VERDICT = "no verdict (under 5 seeds)"  # how verdict counts name a judgement withheld for too few seeds
+# A table's provenance.code_files are paths relative to the project root (harness.experiments.jobs.code_files).
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Format(StrEnum):
@@ -122,17 +135,118 @@ def tta_cell(times: list[float]) -> str:
     return f"{head} [{seconds(min(times))}, {seconds(max(times))}]"
 
 
-def speedup_cell(sp: Speedup | None) -> str:
-    """`1.10× [0.90, 1.30]`, `n/a` when no speedup could be computed, or why not."""
-    if sp is not None and sp.speedup == 0:
+def _times(value: float) -> str:
+    return "∞" if math.isinf(value) else f"{value:.2f}"
+
+
+def _speedup_text(value: float | None, low: float | None, high: float | None, verdict: Any,
+                  range_of: int | None = None) -> str:
+    """`1.10× [0.90, 1.30]`, `1.10× [range of 3 seeds: 0.90, 1.30]`, `n/a`, or why there is no ratio."""
+    if value == 0:
         return "0× (technique never reached the target)"
-    if sp is not None and sp.verdict is SpeedupVerdict.ONLY_TECHNIQUE:
+    if verdict == SpeedupVerdict.ONLY_TECHNIQUE:
         return "∞ (only the technique reached the target)"
-    if sp is None or sp.speedup is None:
+    if value is None:
         return "n/a"
-    if sp.low is None or sp.high is None:
-        return f"{sp.speedup:.2f}×"
-    return f"{sp.speedup:.2f}× [{sp.low:.2f}, {sp.high:.2f}]"
+    head = f"{_times(float(value))}×"
+    if low is None or high is None:
+        return head
+    span = f"{_times(float(low))}, {_times(float(high))}"
+    return f"{head} [range of {plural(range_of, 'seed')}: {span}]" if range_of else f"{head} [{span}]"
+
+
+def speedup_cell(sp: Speedup | None, range_of: int | None = None) -> str:
+    """`1.10× [0.90, 1.30]`, `n/a` when no speedup could be computed, or why not; with `range_of` (a table
+    under the protocol's minimum of seeds) the interval is labelled as the range of that many seeds."""
+    if sp is None:
+        return "n/a"
+    return _speedup_text(sp.speedup, sp.low, sp.high, sp.verdict, range_of)
+
+
+# ---------------------------------------------------------------- seeds, costs and which leads
+
+COST_LABELS = {"flops": "FLOPs", "steps": "steps", "samples": "samples", "seconds": "wall-clock"}
+_JUDGED_SPEEDUPS = {SpeedupVerdict.FASTER, SpeedupVerdict.SLOWER, SpeedupVerdict.INCONCLUSIVE,
+                    SpeedupVerdict.TIMING_NOISE, SpeedupVerdict.RANGE_ONLY}
+
+
+def min_seeds(table: ResultsTable) -> int:
+    """The seeds a verdict needs: the table's protocol's, or the protocol's default for older tables."""
+    return table.protocol.min_seeds if table.protocol else MIN_SEEDS
+
+
+def too_few_seeds(table: ResultsTable) -> bool:
+    """Under the protocol's minimum of seeds: ranges, and no verdict."""
+    return len(table.seeds) < min_seeds(table)
+
+
+def _range_of(table: ResultsTable) -> int | None:
+    """The seed count to label intervals with "range of n seeds": a protocol table under the minimum
+    (its intervals are the seeds' min and max); None otherwise. Older tables' intervals were bootstraps."""
+    return len(table.seeds) if table.protocol is not None and too_few_seeds(table) else None
+
+
+def _no_verdict(table: ResultsTable) -> str:
+    return f"no verdict: {plural(len(table.seeds), 'seed')}, under {min_seeds(table)}"
+
+
+def cost_first(table: ResultsTable) -> bool:
+    """A CPU table leads with its machine-independent cost (FLOPs, steps to target): its wall-clock was
+    measured on a shared machine. A CUDA table leads with wall-clock."""
+    return str(table.provenance.device).strip().lower().startswith("cpu")
+
+
+def cost_order(table: ResultsTable) -> list[str]:
+    """The costs a speedup cell shows, leading one first: keys of Speedup.costs, and "seconds" (wall-clock)."""
+    return ["flops", "steps", "seconds"] if cost_first(table) else ["seconds", "flops", "steps"]
+
+
+def _speedup_verdict(table: ResultsTable, verdict: SpeedupVerdict) -> str:
+    """The verdict as shown: withheld under the minimum of seeds (an older table's recorded one named)."""
+    if too_few_seeds(table) and verdict in _JUDGED_SPEEDUPS:
+        recorded = f"; recorded: {verdict.value}" if table.protocol is None else ""
+        return _no_verdict(table) + recorded
+    return verdict.value
+
+
+def speedup_parts(table: ResultsTable, arm: str) -> list[tuple[str, str, str]]:
+    """An arm's speedups over its baseline as (cost label, ratio [interval], verdict), the leading cost first
+    (`cost_order`); [] for an arm without a speedup. Costs a table did not record say so."""
+    sp = table.speedups.get(arm)
+    if sp is None:
+        return []
+    range_of = _range_of(table)
+    parts = {"seconds": (speedup_cell(sp, range_of), _speedup_verdict(table, sp.verdict))}
+    for cost in ("flops", "steps"):
+        c = (sp.costs or {}).get(cost)
+        parts[cost] = ((_speedup_text(c.speedup, c.low, c.high, c.verdict, range_of),
+                        _speedup_verdict(table, c.verdict)) if c else ("not recorded", ""))
+    return [(COST_LABELS[k], *parts[k]) for k in cost_order(table)]
+
+
+def _arm_role(table: ResultsTable, arm: str) -> str | None:
+    """Why an arm has no speedup: the baseline, an A/A control; None for an arm that races."""
+    replica = table.arms[arm].replicate_of
+    if replica:
+        return f"A/A control of {replica} (timing noise floor)"
+    return "baseline" if arm in tta.baselines(table) and arm not in table.speedups else None
+
+
+def speedup_summary(table: ResultsTable, arm: str, compact: bool = False) -> str:
+    """One line: `FLOPs 1.20× [1.10, 1.30] (faster); steps …; wall-clock … (inconclusive (timing noise))`,
+    the leading cost first; `baseline`, `A/A control of …` or `n/a` for an arm without a speedup.
+    `compact` (the index): a withheld verdict reads `no verdict` and costs not recorded are left out (the
+    table's row says its protocol is not recorded)."""
+    parts = speedup_parts(table, arm)
+    if not parts:
+        return _arm_role(table, arm) or "n/a"
+    if compact:
+        parts = [(label, value, "no verdict" if verdict.startswith("no verdict") else verdict)
+                 for label, value, verdict in parts]
+    shown = [f"{label} {value}" + (f" ({verdict})" if verdict else "") for label, value, verdict in parts
+             if value != "not recorded"]
+    missing = [label for label, value, _ in parts if value == "not recorded"]
+    return "; ".join(shown + ([f"{' and '.join(missing)} not recorded"] if missing and not compact else []))
 
 
 def ratio(value: Any, low: Any = None, high: Any = None, unit: str = "×") -> str:
@@ -206,44 +320,105 @@ def theoretical_cell(table: ResultsTable, arm: str) -> str:
     return f"{value:.2f}× ({100 / value:.0f}% of the FLOPs per sample)"
 
 
-def arm_cells(table: ResultsTable, arm: str) -> dict[str, Any]:
-    """One arm's time-to-target row.
+def flops_text(value: float | None) -> str:
+    """Counted FLOPs with an SI prefix: `164 MFLOP`, `1.2 TFLOP`; `∞` (not reached), `—` (unknown)."""
+    if value is None:
+        return "—"
+    v = float(value)
+    if math.isinf(v):
+        return "∞"
+    for unit, scale in (("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6), ("kFLOP", 1e3)):
+        if v >= scale:
+            return f"{v / scale:.3g} {unit}"
+    return f"{v:.3g} FLOP"
 
-    Keys: tta (median [min, max], ∞ for a miss), reached ("2/3 (67%)"), finals (one cell per
-    `final_test_metrics(table)`), share (evaluation share of wall time), speedup (with its interval),
-    verdict (the speedup's verdict, "" for a baseline) and theory (FLOPs-per-sample speedup).
-    """
+
+def _cost_to_target(table: ResultsTable, arm: str, attr: str, show: Any) -> str:
+    """Median cost to target over seeds with [min, max], a miss as ∞; `not recorded` for a table that
+    predates the costs to target (no protocol, and no run holds one)."""
     runs = table.arms[arm].runs
+    if not runs:
+        return "no runs"
+    if table.protocol is None and all(getattr(r, attr) is None for r in runs):
+        return "not recorded"
+    values = [math.inf if getattr(r, attr) is None else float(getattr(r, attr)) for r in runs]
+
+    def one(v: float) -> str:
+        return "∞" if math.isinf(v) else show(v)
+    med = statistics.median(values)
+    head = "not reached (∞)" if math.isinf(med) else one(med)
+    return f"{head} [{one(min(values))}, {one(max(values))}]"
+
+
+def fidelity_text(fidelity: str | None, note: str | None) -> str:
+    """`faithful`, `variant: what differs`, `substitute: what stands in`; `not recorded` for older tables."""
+    if not fidelity:
+        return "not recorded"
+    return f"{fidelity}: {note}" if note else fidelity
+
+
+def arm_cells(table: ResultsTable, arm: str) -> dict[str, Any]:
+    """One arm's row.
+
+    Keys: tta (median [min, max], ∞ for a miss), steps and flops (the machine-independent costs to
+    target, likewise), costs ((label, cell) for FLOPs, steps and time to target, the leading cost first),
+    reached ("2/3 (67%)"), finals (one cell per `final_test_metrics(table)`), share (evaluation share
+    of wall time), speedups (`speedup_parts`: (cost, ratio [interval], verdict), the leading cost first),
+    speedup (them in one line, or the arm's role: baseline, A/A control), verdict (the wall-clock
+    speedup's verdict as shown, "" without one), fidelity (with its note) and theory (FLOPs-per-sample
+    speedup).
+    """
+    info = table.arms[arm]
+    runs = info.runs
     times = [math.inf if r.time_to_target_s is None else float(r.time_to_target_s) for r in runs]
     hit = sum(not math.isinf(t) for t in times)
-    own = table.arms[arm].target  # an arm may race to its own target (e.g. another model)
+    own = info.target  # an arm may race to its own target (e.g. another model)
     own_note = f" (to {own.metric} {own.value:g})" if own and own != table.target else ""
     shares = [r.eval_share for r in runs if r.eval_share is not None]
     sp = table.speedups.get(arm)
-    speed = "baseline" if sp is None and arm in tta.baselines(table) else speedup_cell(sp)
+    speed = speedup_summary(table, arm)
     if sp and (sp.baseline or table.baseline_arm) != table.baseline_arm:
         speed += f" vs {sp.baseline}"
-    return {"tta": tta_cell(times) + own_note,
+    steps = _cost_to_target(table, arm, "steps_to_target", lambda v: f"{v:.0f}")
+    flops = _cost_to_target(table, arm, "flops_to_target", flops_text)
+    tta_text = tta_cell(times) + own_note
+    costs = {"flops": ("FLOPs", flops), "steps": ("steps", steps), "seconds": ("time", tta_text)}
+    return {"tta": tta_text, "steps": steps, "flops": flops, "costs": [costs[k] for k in cost_order(table)],
             "reached": f"{hit}/{len(runs)} ({100 * hit / len(runs):.0f}%)" if runs else "—",
             "finals": [spread(k, [r.final[k] for r in runs if r.final.get(k) is not None])
                        for k in final_test_metrics(table)],
             "share": share(statistics.median(shares), 1) if shares else "—",
-            "speedup": speed, "verdict": sp.verdict.value if sp else "", "theory": theoretical_cell(table, arm)}
+            "speedups": speedup_parts(table, arm), "speedup": speed,
+            "verdict": _speedup_verdict(table, sp.verdict) if sp else "",
+            "fidelity": fidelity_text(info.fidelity, info.fidelity_note), "theory": theoretical_cell(table, arm)}
 
 
 # ---------------------------------------------------------------- claims and verdicts
 
-# Claim verdicts in the order counts list them; the first four are coloured (class of the HTML row, fill of the PDF's).
-CLAIM_VERDICT_ORDER = [ClaimVerdict.REPRODUCED, ClaimVerdict.NOT_REPRODUCED, ClaimVerdict.INCONCLUSIVE,
+# Claim verdicts in the order counts list them, with the class that colours them (the HTML row's class, the
+# PDF row's fill): agreement green, contradiction red, undecided yellow, no judgement (too few seeds, a
+# substitute's disagreement, not run, a capped run) grey; a collapsed run is a failure, like a contradiction.
+CLAIM_VERDICT_ORDER = [ClaimVerdict.REPRODUCED, ClaimVerdict.CONSISTENT, ClaimVerdict.AGREES_SUBSTITUTE,
+                       ClaimVerdict.NOT_REPRODUCED, ClaimVerdict.COLLAPSED, ClaimVerdict.DIFFERS_SUBSTITUTE,
+                       ClaimVerdict.INCONCLUSIVE, ClaimVerdict.RANGE_ONLY, NO_VERDICT, ClaimVerdict.CAPPED,
                        ClaimVerdict.NOT_RUN]
-VERDICT_CLASS = {ClaimVerdict.REPRODUCED: "ok", ClaimVerdict.NOT_REPRODUCED: "bad",
-                 ClaimVerdict.INCONCLUSIVE: "maybe", ClaimVerdict.NOT_RUN: "skip"}
-SPEEDUP_VERDICT_ORDER = [SpeedupVerdict.FASTER, SpeedupVerdict.SLOWER, SpeedupVerdict.INCONCLUSIVE]
+VERDICT_CLASS = {ClaimVerdict.REPRODUCED: "ok", ClaimVerdict.CONSISTENT: "ok", ClaimVerdict.AGREES_SUBSTITUTE: "ok",
+                 ClaimVerdict.NOT_REPRODUCED: "bad", ClaimVerdict.COLLAPSED: "bad",
+                 ClaimVerdict.INCONCLUSIVE: "maybe", ClaimVerdict.DIFFERS_SUBSTITUTE: "skip",
+                 ClaimVerdict.RANGE_ONLY: "skip", NO_VERDICT: "skip", ClaimVerdict.CAPPED: "skip",
+                 ClaimVerdict.NOT_RUN: "skip"}
+SPEEDUP_VERDICT_ORDER = [SpeedupVerdict.FASTER, SpeedupVerdict.SLOWER, SpeedupVerdict.INCONCLUSIVE,
+                         SpeedupVerdict.TIMING_NOISE, SpeedupVerdict.RANGE_ONLY, NO_VERDICT, SpeedupVerdict.COLLAPSED]
 # Pair verdicts (DESIGN.md, Combinability): interaction S_AB / (S_A * S_B) about 1 stacks, above 1
 # synergy, below 1 overlap; the rest say why no interaction could be measured.
 PAIR_VERDICT_CLASS = {PairVerdict.SYNERGY: "syn", PairVerdict.STACKS: "ok", PairVerdict.OVERLAP: "maybe",
                       PairVerdict.INCOMPATIBLE: "skip", PairVerdict.NOT_MEASURABLE: "skip",
-                      PairVerdict.MISSED_TARGET: "bad", PairVerdict.DIVERGED: "bad", PairVerdict.FAILED: "bad"}
+                      PairVerdict.RANGE_ONLY: "skip", PairVerdict.MISSED_TARGET: "bad", PairVerdict.DIVERGED: "bad",
+                      PairVerdict.FAILED: "bad"}
+# Verdicts that judge a claim from its interval: withheld under the minimum of seeds.
+_JUDGED_CLAIMS = {ClaimVerdict.REPRODUCED, ClaimVerdict.NOT_REPRODUCED, ClaimVerdict.INCONCLUSIVE,
+                  ClaimVerdict.CONSISTENT, ClaimVerdict.AGREES_SUBSTITUTE, ClaimVerdict.DIFFERS_SUBSTITUTE,
+                  ClaimVerdict.RANGE_ONLY}
 
 
 @dataclass(frozen=True)
@@ -252,25 +427,68 @@ class ClaimCells:
 
     text: str
     metric: str
-    arm: str  # "distilled", or "a − b" for a claim on the difference of two arms
+    arm: str  # "distilled", "a − b" for a claim on the difference of two arms, "a < b < c" for an ordering
     claimed: str  # "n.f." when the paper gives no number
     paper_baseline: str | None
     tolerance: str
     source: str
-    measured: str  # value [low, high]
-    verdict: str
+    measured: str  # value [low, high], or value [range of n seeds: low, high]
+    verdict: str  # as shown: "no verdict (3 seeds, under 5)" under the minimum of seeds
     css: str  # "" for a verdict without a colour
+    kind: str = "point"  # in words: "point ± 10", "at least", "at most (up to)", "range", "ordering a < b < c"
+    fidelity: str = "not recorded"  # of the arm judged: "faithful", "variant: what differs", "substitute: …"
+    verdict_key: str = ""  # what verdict counts count: the verdict, or NO_VERDICT
 
 
-def claim_cells(claim: ClaimResult) -> ClaimCells:
+def kind_text(claim: ClaimResult) -> str:
+    """A claim's kind in words; tables before claim kinds held point claims only."""
+    kind = claim.kind or "point"
+    if kind == "point":
+        return "point" if claim.tolerance is None else f"point ± {number(claim.metric, claim.tolerance)}"
+    if kind == "ordering":
+        return "ordering " + " < ".join(claim.arms or [])
+    return {"at_least": "at least", "at_most": "at most (up to)", "range": "range"}.get(kind, kind)
+
+
+def _claimed(claim: ClaimResult) -> str:
     m = claim.metric
+    if claim.kind == "range" and claim.claimed is not None and claim.claimed_high is not None:
+        return f"{number(m, claim.claimed)} to {number(m, claim.claimed_high)}"
+    if claim.claimed is None:
+        return " < ".join(claim.arms) if claim.kind == "ordering" and claim.arms else "n.f."
+    prefix = {"at_least": "≥ ", "at_most": "≤ "}.get(claim.kind or "", "")
+    return prefix + number(m, claim.claimed)
+
+
+def _measured(claim: ClaimResult, range_of: int | None) -> str:
+    m = claim.metric
+    if claim.measured is None:
+        return "not measured"
+    head = ("smallest gap " if claim.kind == "ordering" else "") + number(m, claim.measured)
+    if claim.low is None or claim.high is None:
+        return head
+    span = f"{number(m, claim.low)}, {number(m, claim.high)}"
+    return f"{head} [range of {plural(range_of, 'seed')}: {span}]" if range_of else f"{head} [{span}]"
+
+
+def claim_cells(claim: ClaimResult, table: ResultsTable | None = None) -> ClaimCells:
+    """A claim's cells; with its `table`, a verdict from too few seeds is withheld and ranges are named."""
+    m = claim.metric
+    few = table is not None and too_few_seeds(table)
+    range_of = _range_of(table) if table is not None and claim.coverage is None else None
+    verdict, key, css = claim.verdict.value, claim.verdict.value, VERDICT_CLASS.get(claim.verdict, "")
+    if few and claim.verdict in _JUDGED_CLAIMS:
+        verdict, key, css = _no_verdict(table), NO_VERDICT, VERDICT_CLASS[NO_VERDICT]
+        if table.protocol is None and claim.verdict is not ClaimVerdict.RANGE_ONLY:
+            verdict += f"; recorded: {claim.verdict.value}"
+    arm = " < ".join(claim.arms) if claim.kind == "ordering" and claim.arms else claim.arm
     return ClaimCells(
-        text=claim.text, metric=m, arm=claim.arm + (f" − {claim.minus_arm}" if claim.minus_arm else ""),
-        claimed="n.f." if claim.claimed is None else number(m, claim.claimed),
+        text=claim.text, metric=m, arm=arm + (f" − {claim.minus_arm}" if claim.minus_arm else ""),
+        claimed=_claimed(claim),
         paper_baseline=None if claim.paper_baseline is None else number(m, claim.paper_baseline),
         tolerance="—" if claim.tolerance is None else "±" + number(m, claim.tolerance), source=claim.source,
-        measured=interval(m, claim.measured, claim.low, claim.high), verdict=claim.verdict.value,
-        css=VERDICT_CLASS.get(claim.verdict, ""))
+        measured=_measured(claim, range_of), verdict=verdict, css=css, kind=kind_text(claim),
+        fidelity=fidelity_text(claim.fidelity, claim.fidelity_note), verdict_key=key)
 
 
 def counts(values: list[str], order: list[str]) -> str:
@@ -283,23 +501,208 @@ def counts(values: list[str], order: list[str]) -> str:
     return ", ".join(f"{found[k]} {k}" for k in keys)
 
 
-def verdict_counts(claims: list[ClaimResult]) -> str:
-    """A table's claim verdicts counted: '1 not reproduced, 1 inconclusive'; `no claims` without any."""
-    return counts([c.verdict for c in claims], CLAIM_VERDICT_ORDER) or "no claims"
+def verdict_counts(claims: list[ClaimResult], table: ResultsTable | None = None) -> str:
+    """A table's claim verdicts counted as shown: '1 not reproduced, 1 inconclusive'; `no claims` without any.
+    With the table, verdicts withheld for too few seeds count as NO_VERDICT."""
+    return counts([claim_cells(c, table).verdict_key for c in claims], CLAIM_VERDICT_ORDER) or "no claims"
+
+
+def speedup_verdict_key(table: ResultsTable, arm: str) -> str | None:
+    """The wall-clock speedup verdict an arm's count goes under (NO_VERDICT under the minimum of seeds)."""
+    sp = table.speedups.get(arm)
+    if sp is None:
+        return None
+    return NO_VERDICT if too_few_seeds(table) and sp.verdict in _JUDGED_SPEEDUPS else sp.verdict.value
+
+
+# ---------------------------------------------------------------- the protocol a table was measured under
+
+def table_key(table: ResultsTable) -> tuple[str, str]:
+    """(paper, variant): a table's identity, and the key of `code_statuses`."""
+    return table.paper, variant(table)
+
+
+def protocol_missing(table: ResultsTable) -> str | None:
+    """What a table written before the measurement protocol (schema version 1 or 2) lacks, else None."""
+    if table.protocol is not None:
+        return None
+    return (f"this table (schema version {table.schema_version}) was written before the measurement protocol. "
+            "Its intervals are the earlier bootstrap ones, its arms were not interleaved by seed nor timed against "
+            "an A/A control, and it records no costs to target, claim kinds or fidelity; read its verdicts with "
+            "that in mind.")
+
+
+def _noise_floor(table: ResultsTable) -> tuple[str, str]:
+    proto = table.protocol
+    if proto is None:
+        return "not recorded", "not recorded"
+    if proto.aa_arm is None:
+        return "none: no A/A control ran", "none"
+    replica = table.arms[proto.aa_arm].replicate_of if proto.aa_arm in table.arms else None
+    aa = proto.aa_arm + (f" (the baseline {replica} run again on every seed)" if replica else "")
+    if proto.noise_floor is None:
+        return "not measured (the A/A control gave no timing)", aa
+    return (f"{proto.noise_floor:.2f}× (largest ratio either way between the baseline and its A/A replicate; "
+            "a wall-clock speedup inside it is inconclusive (timing noise))", aa)
+
+
+def _load(table: ResultsTable) -> str:
+    loads = [r.load for a in table.arms.values() for r in a.runs if r.load]
+    medians = [x["median"] for x in loads if x.get("median") is not None]
+    if not medians:
+        return "not recorded"
+    highest = max(x.get("max") or x["median"] for x in loads if x.get("median") is not None)
+    return (f"median {statistics.median(medians):.2f}, highest {highest:.2f} (1-minute load average over "
+            f"{plural(len(medians), 'run')})")
+
+
+def _seeds_text(table: ResultsTable) -> str:
+    n, need = len(table.seeds), min_seeds(table)
+    listed = ", ".join(str(s) for s in table.seeds)
+    if n < need and table.protocol is None:
+        return f"{n} ({listed}): under {need}, so no verdict is shown (the recorded one is named beside it)"
+    if n < need:
+        return f"{n} ({listed}), paired by seed: under {need}, so intervals are ranges and no verdict is given"
+    return f"{n} ({listed}), paired by seed"
+
+
+def protocol_rows(table: ResultsTable, status: CodeStatus | None = None) -> list[tuple[str, str]]:
+    """How a table's numbers were reached, as (item, text): seeds, interval method and its coverage, the
+    timing noise floor and A/A arm, the cost shown first, arm order, collapse threshold, capped and
+    collapsed runs, the target rule, machine load, and the code and working-tree checks. Fields a table
+    predates say "not recorded"."""
+    proto = table.protocol
+    floor, aa = _noise_floor(table)
+    method = "not recorded (the earlier bootstrap intervals)"
+    collapse = capped = collapsed = rule = order = "not recorded"
+    if proto is not None:
+        method = proto.interval_method
+        if proto.coverage is not None and f"{100 * proto.coverage:.1f}%" not in method:
+            method += f" (coverage {100 * proto.coverage:.1f}%)"
+        order = proto.arm_order
+        if proto.collapse_accuracy is not None:
+            chance = f", {proto.classes} classes" if proto.classes else ""
+            collapse = f"final test accuracy at or below {number('test/acc', proto.collapse_accuracy)} " \
+                       f"(1.5× chance{chance})"
+        capped = ", ".join(proto.capped_runs) or "none"
+        collapsed = ", ".join(proto.collapsed_runs) or "none"
+        rule = proto.target_rule or "none recorded"
+    lead = ("FLOPs and steps to target (machine-independent), then wall-clock: a CPU table, timed on a shared "
+            "machine" if cost_first(table) else "wall-clock (training-clock seconds): a GPU table")
+    if table.speedups and not any(sp.costs for sp in table.speedups.values()):
+        lead += " (this table records wall-clock speedups only)"
+    dirty = {True: "dirty: the runs came from uncommitted code", False: "clean", None: "not recorded"}
+    return [("seeds", _seeds_text(table)), ("interval method", method), ("timing noise floor", floor),
+            ("A/A control arm", aa), ("cost shown first", lead), ("arm order", order),
+            ("collapsed when", collapse), ("capped runs (time guard hit; never in an accuracy comparison)", capped),
+            ("collapsed runs", collapsed), ("target", target_text(table.target)), ("target rule", rule),
+            ("machine load", _load(table)),
+            ("code", status.text() if status is not None else "not checked"),
+            ("working tree", dirty[table.provenance.git_dirty])]
+
+
+# ---------------------------------------------------------------- is the code still the code that ran?
+
+@dataclass(frozen=True)
+class CodeStatus:
+    """A table's recorded source files (provenance.code_files) against the files on disk now."""
+
+    recorded: bool  # False: the table does not list its code files ("code not recorded")
+    checked: int = 0  # files compared
+    changed: tuple[str, ...] = field(default=())  # hash differs now
+    missing: tuple[str, ...] = field(default=())  # no such file now (or outside the project)
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.changed or self.missing)
+
+    def files(self) -> str:
+        """`harness/x.py (changed), harness/y.py (missing)`."""
+        return ", ".join([f"{f} (changed)" for f in self.changed] + [f"{f} (missing)" for f in self.missing])
+
+    def text(self) -> str:
+        if not self.recorded:
+            return "code not recorded: the table lists no source files, so staleness cannot be checked"
+        if self.stale:
+            return f"stale: {self.files()} since the runs"
+        return f"current: the {plural(self.checked, 'source file')} the runs executed are unchanged"
+
+
+def code_status(prov: Provenance, root: str | Path | None = None) -> CodeStatus:
+    """Compare provenance.code_files ({path relative to the project: first 16 hex of its sha256}) with the
+    files under `root` (default: this checkout). Torch-free: only hashlib and the files themselves."""
+    if not prov.code_files:
+        return CodeStatus(recorded=False)
+    base = Path(root if root is not None else PROJECT_ROOT).resolve()
+    changed, missing = [], []
+    for rel, digest in sorted(prov.code_files.items()):
+        path = (base / rel).resolve()
+        if not path.is_relative_to(base) or not path.is_file():
+            missing.append(rel)
+        elif hashlib.sha256(path.read_bytes()).hexdigest()[:16] != str(digest)[:16]:
+            changed.append(rel)
+    return CodeStatus(recorded=True, checked=len(prov.code_files), changed=tuple(changed), missing=tuple(missing))
+
+
+def code_statuses(tables: list[ResultsTable], root: str | Path | None = None) -> dict[tuple[str, str], CodeStatus]:
+    """`code_status` of every table, by `table_key`."""
+    return {table_key(t): code_status(t.provenance, root) for t in tables}
+
+
+def status_banners(table: ResultsTable, status: CodeStatus | None) -> list[tuple[str, str, str]]:
+    """What a table's page and PDF section must say before its numbers, as (kind, title, text): kind "stale"
+    (the code changed since), "dirty" (uncommitted code; shown only when the report was allowed to include
+    it) or "note" (the code list or the protocol not recorded)."""
+    out = []
+    if status is not None and status.stale:
+        out.append(("stale", "Stale", f"the code these runs executed has changed since: {status.files()}. Its "
+                                      f"numbers may not be what the code gives now; rerun `{table.command}`."))
+    if table.provenance.git_dirty:
+        out.append(("dirty", "Dirty working tree", "these runs came from uncommitted changes on top of commit "
+                    f"{str(table.provenance.git_commit)[:10]}, so the code behind them cannot be recovered from "
+                    "git (included because the report was built with --allow-dirty)."))
+    if status is not None and not status.recorded:
+        out.append(("note", "Code not recorded", "this table does not list the source files its runs executed, "
+                                                 "so whether it is stale cannot be checked."))
+    missing = protocol_missing(table)
+    if missing:
+        out.append(("note", "Protocol not recorded", missing))
+    return out
+
+
+def status_mark(table: ResultsTable, status: CodeStatus | None) -> str:
+    """The index's and the PDF headings' short mark: `stale (2 files)`, `dirty`, `code not recorded`, `current`."""
+    marks = []
+    if status is not None and status.stale:
+        marks.append(f"stale ({plural(len(status.changed) + len(status.missing), 'file')} changed)")
+    if table.provenance.git_dirty:
+        marks.append("dirty")
+    if status is not None and not status.recorded:
+        marks.append("code not recorded")
+    if table.protocol is None:
+        marks.append("protocol not recorded")
+    return "; ".join(marks) or ("current" if status is not None else "")
 
 
 # ---------------------------------------------------------------- provenance
 
-def provenance_rows(prov: Provenance, created: str, command: str | None = None,
-                    python: bool = False) -> list[tuple[str, str | list[tuple[str, str]]]]:
+def provenance_rows(prov: Provenance, created: str, command: str | None = None, python: bool = False,
+                    status: CodeStatus | None = None) -> list[tuple[str, str | list[tuple[str, str]]]]:
     """Where the numbers came from, as (item, value); the dataset md5 value is a list of (file, md5).
 
     The site shows code version, software, machine, data and time; the PDF adds the Python
-    version and the command (`python`, `command`).
+    version and the command (`python`, `command`). With `status`, the code hash row says whether
+    the recorded source files are unchanged.
     """
     rows: list[tuple[str, Any]] = [("git commit", str(prov.git_commit)),
-                                   ("working tree dirty", "yes" if prov.git_dirty else "no"),
-                                   ("torch", str(prov.torch)), ("lightning", str(prov.lightning))]
+                                   ("working tree dirty", {True: "yes", False: "no"}.get(prov.git_dirty,
+                                                                                         "not recorded"))]
+    code = prov.code_hash or "not recorded"
+    if prov.code_files:
+        code += f" ({plural(len(prov.code_files), 'source file')})"
+    if status is not None and status.recorded:
+        code += f"; {status.text()}"
+    rows += [("code hash", code), ("torch", str(prov.torch)), ("lightning", str(prov.lightning))]
     if python:
         rows.append(("python", str(prov.python or "—")))
     rows += [("device", str(prov.device)), ("cpu count", str(prov.cpu_count)),
@@ -307,6 +710,60 @@ def provenance_rows(prov: Provenance, created: str, command: str | None = None,
     if command is not None:
         rows.append(("command", command))
     return rows + [("created", created)]
+
+
+# ---------------------------------------------------------------- the measurement protocol, stated
+
+PROTOCOL_INTRO = (
+    "Every table in this report was measured under one protocol (DESIGN.md, \"Measurement protocol\"). "
+    "It exists so that a speedup or a verdict means the same thing in every table, and so that a reader "
+    "can see how far each number can be trusted. Tables written before it carry \"protocol not recorded\".")
+
+PROTOCOL: list[tuple[str, str]] = [
+    ("Machine-independent cost first",
+     "A run's cost to target is counted at the first evaluation whose metric reaches the target: optimizer "
+     "steps, training samples and counted FLOPs (deterministic per seed, so any machine gives the same "
+     "numbers), and training-clock seconds (evaluation pauses the clock). A run that never reaches the target "
+     "costs infinity and counts against the success rate. Tables timed on a CPU lead with the FLOPs and steps "
+     "speedups, since their wall-clock comes from a shared machine; GPU tables lead with wall-clock."),
+    ("Interleaved arms and the timing noise floor",
+     "Within each seed the arms run in an order drawn from the seed, so a burst of load elsewhere on the "
+     "machine does not fall on one arm. The baseline runs twice per seed (the A/A control); the largest "
+     "timing ratio between the two copies, either way, is the table's noise floor. A wall-clock speedup whose "
+     "interval excludes 1 but not the noise floor is \"inconclusive (timing noise)\". Machine load is "
+     "recorded for every run."),
+    ("Budgets, not caps",
+     "Budgets are epochs, steps, samples or FLOPs. A wall-clock limit is only a guard: a run stopped by it is "
+     "marked \"capped\" and never enters an accuracy comparison."),
+    ("Paired seeds and exact intervals",
+     "Arms share seeds and are compared seed by seed: a speedup is the median of the per-seed ratios, an "
+     "accuracy change the median of the per-seed differences. The interval of that median is the exact "
+     "order-statistic (sign-test) interval: it needs no resampling, allows a target never reached, and its "
+     "coverage is known. At 5 seeds it is the minimum to the maximum, with 93.8% coverage; each table names "
+     "its method and coverage."),
+    ("Under 5 seeds: ranges, no verdict",
+     "With fewer than 5 seeds a table shows the range of the seeds, labelled \"range of n seeds\", and gives "
+     "no verdict: its verdict cells say so."),
+    ("Claim kinds and fidelity",
+     "A claim is a point value ± a tolerance, a lower bound (\"at least\"), an upper bound (\"at most\", for "
+     "\"up to\" claims, judged consistent when the measured value stays at or below it), a range, or an "
+     "ordering of arms (a < b < c). It is judged on an arm whose fidelity is declared: faithful, a variant "
+     "(what differs is stated), or a substitute standing in for a method the paper does not specify. A "
+     "substitute is never judged \"not reproduced\": its verdicts read \"agrees (substitute)\" or "
+     "\"differs (substitute)\"."),
+    ("Collapsed runs",
+     "A run whose final test accuracy is at or below 1.5 times chance has collapsed: it is listed, and a "
+     "claim or speedup resting on it reads \"collapsed\"."),
+    ("Pre-registered targets",
+     "A recipe's target comes from a written rule applied to calibration runs of the baseline on validation "
+     "data, with seeds disjoint from the reported ones; hyperparameters are tuned on validation only, with "
+     "the same recorded tuning budget for baseline and technique. Each table states its target rule."),
+    ("Stale and dirty tables",
+     "Every table lists the source files its runs executed with a hash of each. The report hashes them "
+     "again: a table whose code has changed since is marked stale, naming the files. A table made from "
+     "uncommitted code (a dirty working tree) is refused unless the report is built with --allow-dirty, and "
+     "then its page and section say so."),
+]
 
 
 # ---------------------------------------------------------------- the combinability matrix
@@ -360,10 +817,9 @@ def format_summary(table: ResultsTable) -> str:
         cell = tta_cell([math.inf if r.time_to_target_s is None else r.time_to_target_s for r in runs])
         finals = ", ".join(f"{k} {spread(k, [r.final[k] for r in runs])}"
                            for k in sorted(runs[0].final) if k.startswith("test/")) if runs else ""
-        speed = table.speedups.get(name)
-        extra = f"; speedup {speedup_cell(speed)} ({speed.verdict})" if speed else ""
+        extra = f"; speedup {speedup_summary(table, name)}" if name in table.speedups else ""
         lines.append(f"  {name}: time to target {cell}; {finals}{extra}")
     for c in table.claims:
-        cells = claim_cells(c)
-        lines.append(f"  claim {c.id or c.text}: claimed {cells.claimed}, measured {cells.measured} -> {c.verdict}")
+        cells = claim_cells(c, table)
+        lines.append(f"  claim {c.id or c.text}: claimed {cells.claimed}, measured {cells.measured} -> {cells.verdict}")
     return "\n".join(lines)

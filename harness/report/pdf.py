@@ -10,6 +10,10 @@ The three sources go to a temp folder inside the output folder, Typst compiles t
 output folder as its root (so `/figures/...` are the site's PNGs), and the PDF is written with
 the project's atomic writer: a failed compile leaves the previous PDF and raises ValueError with
 Typst's first error line.
+
+Each results table's section carries its protocol rows and its stale/dirty banners (`cells.status_banners`,
+from the code checks `build_report` passes in; without them, checked against this checkout), and the
+measurement protocol itself is a chapter (`cells.PROTOCOL`).
 """
 
 from __future__ import annotations
@@ -49,9 +53,10 @@ _BIB_KEY = re.compile(r"@\s*\w+\s*\{\s*([^,\s]+)\s*,")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TEXT_WIDTH_CM = 16.8  # A4 (21 cm) less the template's 2.1 cm side margins
 Comb = Combinability | None
+Statuses = dict[tuple[str, str], cells.CodeStatus] | None
 
 
-def build_pdf(tables: list[ResultsTable], comb: Comb, out_dir: str | Path) -> Path:
+def build_pdf(tables: list[ResultsTable], comb: Comb, out_dir: str | Path, statuses: Statuses = None) -> Path:
     """Typeset `out_dir/report.pdf` from checked tables (and the combinability matrix, if any).
 
     The sources go to a temp folder inside out_dir, removed afterwards; the PDF replaces the old one
@@ -62,7 +67,7 @@ def build_pdf(tables: list[ResultsTable], comb: Comb, out_dir: str | Path) -> Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=out_dir, prefix=".report-pdf-"))
     try:
-        source = write_sources(tables, comb, out_dir, work)
+        source = write_sources(tables, comb, out_dir, work, statuses)
         try:
             # ignore_system_fonts: only the fonts in the typst wheel, so every machine typesets alike.
             data = typst.compile(str(source), root=str(out_dir), ignore_system_fonts=True,
@@ -76,13 +81,14 @@ def build_pdf(tables: list[ResultsTable], comb: Comb, out_dir: str | Path) -> Pa
     return pdf
 
 
-def write_sources(tables: list[ResultsTable], comb: Comb, out_dir: Path, work: Path) -> Path:
+def write_sources(tables: list[ResultsTable], comb: Comb, out_dir: Path, work: Path,
+                  statuses: Statuses = None) -> Path:
     """Write report.typ (the template), report-data.json and report.bib into `work`; return report.typ.
 
     `work` must lie inside `out_dir`, the root Typst compiles with (so it may read /figures/...).
     """
     bib, keys = bibliography(tables, comb)
-    data = report_data(tables, comb, Path(out_dir), keys)
+    data = report_data(tables, comb, Path(out_dir), keys, statuses)
     data["bibliography"] = bool(bib)
     shutil.copyfile(TEMPLATE, work / "report.typ")
     (work / "report-data.json").write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -191,8 +197,8 @@ def _abstract(tables: list[ResultsTable], comb: Comb) -> str:
     papers = sorted({t.paper for t in tables if _is_paper(t)})
     runs = sorted({t.paper for t in tables if not _is_paper(t)})
     claims = {(t.paper, c.id or c.text) for t in tables for c in t.claims}
-    verdicts = [c.verdict for t in tables for c in t.claims]
-    speed = [sp.verdict for t in tables for sp in t.speedups.values()]
+    verdicts = [cells.claim_cells(c, t).verdict_key for t in tables for c in t.claims]
+    speed = [cells.speedup_verdict_key(t, a) for t in tables for a in t.speedups]
     techniques = _techniques(tables, comb)
     scales = sorted({t.scale for t in tables}, key=lambda s: cells.SCALE_ORDER.get(s, 99))
     text = (f"This report reproduces {n(len(papers), 'paper')} on cheaper neural-network training"
@@ -201,7 +207,7 @@ def _abstract(tables: list[ResultsTable], comb: Comb) -> str:
             f"The papers' cards list {n(len(claims), 'claim')}; judged in every table, the "
             f"{n(len(verdicts), 'verdict')}: {cells.counts(verdicts, cells.CLAIM_VERDICT_ORDER) or 'none'}. "
             f"{n(len(techniques), 'technique')} ({', '.join(techniques) or 'none'}) were measured against a "
-            f"baseline under a fixed budget and the same seeds; the {n(len(speed), 'speedup verdict')}: "
+            f"baseline under a fixed budget and the same seeds; the {n(len(speed), 'wall-clock speedup verdict')}: "
             f"{cells.counts(speed, cells.SPEEDUP_VERDICT_ORDER) or 'none'}. ")
     if comb is None:
         return text + f"No combinability matrix was built (`{cells.MATRIX_HOWTO}` builds it)."
@@ -226,14 +232,26 @@ def _front_matter(tables: list[ResultsTable], comb: Comb) -> dict[str, str]:
             "abstract": _abstract(tables, comb)}
 
 
-def report_data(tables: list[ResultsTable], comb: Comb, out_dir: Path, keys: dict[str, str]) -> dict[str, Any]:
-    """Everything the template shows, as strings and tables; `keys` maps paper id -> cite key."""
+_SCALES = ("Every paper is a reproduction module with a card (citation, data, models and the claimed numbers), one "
+           "or more techniques and recipes at three scales: `smoke` (synthetic data, for tests), `cpu` (real MNIST "
+           "or CIFAR-10 on a small CPU, showing the direction of a claim) and `paper` (the paper's own setting, for "
+           "a GPU). One runner trains every (arm, seed) under a fixed budget; a results table holds everything this "
+           "report shows, including the protocol it was measured under.")
+
+
+def report_data(tables: list[ResultsTable], comb: Comb, out_dir: Path, keys: dict[str, str],
+                statuses: Statuses = None) -> dict[str, Any]:
+    """Everything the template shows, as strings and tables; `keys` maps paper id -> cite key, `statuses`
+    (paper, variant) -> the table's code check (default: checked against this checkout)."""
     out_dir = Path(out_dir)
-    return {**_front_matter(tables, comb), "chapters": _chapters(tables, out_dir, keys),
+    statuses = statuses if statuses is not None else cells.code_statuses(tables)
+    protocol = {"intro": cells.PROTOCOL_INTRO, "scales": _SCALES,
+                "items": [{"title": title, "text": text} for title, text in cells.PROTOCOL]}
+    return {**_front_matter(tables, comb), "protocol": protocol, "chapters": _chapters(tables, out_dir, keys, statuses),
             "tta": _tta_chapter(tables, out_dir), "combinability": _comb_chapter(comb, out_dir),
             "combinability_missing": ("No combinability matrix was found (combinability.json next to this "
                                       f"report). Produce it with `{cells.MATRIX_HOWTO}`, then run `effitrain report`."),
-            "threats": _threats(tables, comb, out_dir), "appendix": _appendix(tables, comb),
+            "threats": _threats(tables, comb, out_dir, statuses), "appendix": _appendix(tables, comb, statuses),
             "appendix_intro": "Where every table's numbers came from: code version, software, machine, data "
                               "checksums and the command that produced it.", "bibliography": False}
 
@@ -245,7 +263,8 @@ def _family_title(key: str) -> str:
     return FAMILY_TITLES.get(key) or f"{key.replace('_', ' ').capitalize()} techniques"
 
 
-def _chapters(tables: list[ResultsTable], out_dir: Path, keys: dict[str, str]) -> list[dict[str, Any]]:
+def _chapters(tables: list[ResultsTable], out_dir: Path, keys: dict[str, str],
+              statuses: dict[tuple[str, str], cells.CodeStatus]) -> list[dict[str, Any]]:
     """One chapter per technique family (known families in FAMILY_TITLES order), a section per paper."""
     families: dict[str, dict[str, list[ResultsTable]]] = {}
     for table in tables:  # already sorted by paper, then scale
@@ -259,7 +278,7 @@ def _chapters(tables: list[ResultsTable], out_dir: Path, keys: dict[str, str]) -
         titles = "; ".join(g[-1].card.title for g in groups.values())
         chapters.append({"title": _family_title(family),
                          "intro": f"This chapter covers {cells.plural(len(groups), 'reproduction')}: {titles}.",
-                         "papers": [_paper_section(g, out_dir, keys.get(p)) for p, g in groups.items()]})
+                         "papers": [_paper_section(g, out_dir, keys.get(p), statuses) for p, g in groups.items()]})
     return chapters
 
 
@@ -272,95 +291,113 @@ def _byline(table: ResultsTable) -> str:
     return ". ".join(p for p in parts if p) + "." if any(parts) else "A run of one recipe, not a paper."
 
 
-def _paper_section(group: list[ResultsTable], out_dir: Path, key: str | None) -> dict[str, Any]:
+def _paper_section(group: list[ResultsTable], out_dir: Path, key: str | None,
+                   statuses: dict[tuple[str, str], cells.CodeStatus]) -> dict[str, Any]:
     """A paper: method, its claims (from the newest table), then protocol, results and verdicts per variant."""
     card = group[-1].card
     return {"title": card.title, "byline": _byline(group[-1]), "cite": key, "summary": card.summary or "",
             "notes": card.notes or "", "claims": _claims_table(group[-1]),
-            "variants": [_variant_block(t, out_dir) for t in group]}
+            "variants": [_variant_block(t, out_dir, statuses.get(cells.table_key(t))) for t in group]}
 
 
 def _claims_table(table: ResultsTable) -> dict[str, Any] | None:
-    """What the paper claims: text, metric and arm, claimed value (n.f. = not found), tolerance, source."""
+    """What the paper claims: text, kind, metric and arm with its fidelity, claimed value (n.f. = not found),
+    tolerance, source."""
     rows = []
-    for c in map(cells.claim_cells, table.claims):
+    for c in (cells.claim_cells(claim, table) for claim in table.claims):
         claimed = c.claimed + (f" (paper baseline {c.paper_baseline})" if c.paper_baseline is not None else "")
-        rows.append([c.text, f"{c.metric} on {c.arm}", claimed, c.tolerance, c.source])
-    return _table(["claim", "metric on arm", "claimed", "tolerance", "source"], [3.2, 1.8, 1.3, 0.8, 1.5], rows,
+        rows.append([c.text, c.kind, f"{c.metric} on {c.arm}", c.fidelity, claimed, c.tolerance, c.source])
+    return _table(["claim", "kind", "metric on arm", "fidelity of the arm", "claimed", "tolerance", "source"],
+                  [2.5, 1.1, 1.6, 1.3, 1.1, 0.95, 1.3], rows,
                   caption=f"Claims of {table.card.title}.") if rows else None
 
 
-def _variant_block(table: ResultsTable, out_dir: Path) -> dict[str, Any]:
-    """One results table: protocol, per-arm results, the time-to-accuracy figure, the claim verdicts."""
+def _variant_block(table: ResultsTable, out_dir: Path, status: cells.CodeStatus | None = None) -> dict[str, Any]:
+    """One results table: its marks and banners, protocol, per-arm results, the time-to-accuracy figure, the
+    claim verdicts."""
     name, metric = variant(table), table.target.metric
-    protocol = _table(["item", "value"], [1, 5], [
-        ["seeds", ", ".join(str(s) for s in table.seeds) + f" ({len(table.seeds)})"],
-        ["target", cells.target_text(table.target)], ["baseline arm", table.baseline_arm],
-        ["command", table.command], ["created", table.created]])
+    rows = [[k, v] for k, v in cells.protocol_rows(table, status)]
+    rows += [["baseline arm", table.baseline_arm], ["command", table.command], ["created", table.created]]
+    protocol = _table(["item", "value"], [1.3, 5], rows, caption=f"Protocol at {name}.")
     caption = (f"Time to {cells.metric_label(metric)} at {name}: the target metric against training "
                "seconds, a line per (arm, seed); the dashed line is the target.")
-    return {"name": name, "heading": f"Protocol and results: {name}", "budget": table.budget,
+    mark = cells.status_mark(table, status)
+    return {"name": name, "budget": table.budget,
+            "heading": f"Protocol and results: {name}" + (f" [{mark}]" if mark and mark != "current" else ""),
+            "banners": [{"kind": k, "title": title, "text": text}
+                        for k, title, text in cells.status_banners(table, status)],
             "protocol": protocol, "results": _results_table(table),
             "figure": _figure(out_dir, f"figures/{table.paper}-{name}-tta.png", caption),
-            "verdicts": _verdicts_table(table),
-            "verdict_line": cells.counts([c.verdict for c in table.claims], cells.CLAIM_VERDICT_ORDER)}
+            "verdicts": _verdicts_table(table), "verdict_line": cells.verdict_counts(table.claims, table)}
+
+
+_COST_COLUMNS = {"flops": "FLOPs to target", "steps": "steps to target", "seconds": "time to target"}
 
 
 def _results_table(table: ResultsTable) -> dict[str, Any]:
-    """Per arm (baseline first): time to target, success, speedup and verdict, test accuracy, theory."""
+    """Per arm (baseline first): fidelity, costs to target and speedups with their verdicts, the leading cost
+    first (FLOPs on a CPU table, wall-clock on a GPU one), success, test accuracy, theory."""
     rows = []
     for arm in cells.arm_order(table):
         c = cells.arm_cells(table, arm)
         runs = table.arms[arm].runs
         acc = cells.spread("test/acc", [r.final["test/acc"] for r in runs if r.final.get("test/acc") is not None])
         desc = table.arms[arm].description
-        rows.append([f"{arm}\n{desc}" if desc else arm, c["tta"], c["reached"], c["speedup"],
-                     c["verdict"] or "—", acc, c["theory"]])
-    return _table(["arm", "time to target: median [min, max]", "reached target", "speedup [interval]",
-                   "speedup verdict", "test accuracy: median [min, max]", "theoretical speedup (FLOPs per sample)"],
-                  [2.2, 1.6, 0.9, 1.5, 1.0, 1.6, 1.5], rows,
+        head = "\n".join(x for x in (arm, desc, f"fidelity: {c['fidelity']}") if x)
+        speed = "\n".join(f"{label} {value}" + (f" ({verdict})" if verdict else "")
+                          for label, value, verdict in c["speedups"]) or c["speedup"]
+        rows.append([head, *(cell for _, cell in c["costs"]), speed, c["reached"], acc, c["theory"]])
+    lead = "FLOPs" if cells.cost_first(table) else "wall-clock"
+    return _table(["arm", *(_COST_COLUMNS[k] + ": median [min, max]" for k in cells.cost_order(table)),
+                   f"speedup [interval] (verdict), {lead} first", "reached target", "test accuracy: median [min, max]",
+                   "theoretical speedup (FLOPs per sample)"],
+                  [1.9, 1.25, 1.1, 1.25, 2.4, 0.8, 1.3, 1.2], rows,
                   caption=f"Results at {variant(table)}; speedups against {table.baseline_arm} unless noted.")
 
 
 def _verdicts_table(table: ResultsTable) -> dict[str, Any] | None:
     """Each claim beside what this table measured, coloured by verdict."""
-    claims = [cells.claim_cells(c) for c in table.claims]
-    rows = [[c.text, c.claimed, c.measured, c.verdict] for c in claims]
-    return _table(["claim", "claimed", "measured [interval]", "verdict"], [3.5, 1.0, 2.0, 1.3], rows,
+    claims = [cells.claim_cells(c, table) for c in table.claims]
+    rows = [[c.text, c.kind, c.claimed, c.measured, c.verdict] for c in claims]
+    return _table(["claim", "kind", "claimed", "measured [interval]", "verdict"], [3.0, 1.1, 1.0, 2.0, 1.5], rows,
                   [c.css or None for c in claims], caption=f"Claim verdicts at {variant(table)}.") if rows else None
 
 
 # ---------------------------------------------------------------- time to accuracy and combinability
 
 def _tta_row(table: ResultsTable, r: dict[str, Any]) -> list[str]:
-    """A tta.csv row as the PDF's overview shows it."""
-    sp = cells.speedup_cell(table.speedups.get(r["arm"])) if r["baseline"] else "baseline"
+    """A tta.csv row as the PDF's overview shows it: the speedups with their verdicts, the leading cost first."""
+    parts = cells.speedup_parts(table, r["arm"])
+    sp = "\n".join(f"{label} {value}" + (f" ({verdict})" if verdict else "") for label, value, verdict in parts
+                   if value != "not recorded") or cells.speedup_summary(table, r["arm"])
     return [f"{r['paper']}\n{r['variant']}", r["arm"], cells.seconds(r["time_to_target_s"]),
-            cells.seconds(r["baseline_time_to_target_s"]) if r["baseline"] else "—",
-            sp + (f"\n{r['speedup_verdict']}" if r["speedup_verdict"] else ""), cells.share(r["success_rate"]),
-            cells.number("test/acc", r["test_acc"]), cells.ratio(r["theoretical_speedup"])]
+            cells.seconds(r["baseline_time_to_target_s"]) if r["baseline"] else "—", sp,
+            cells.share(r["success_rate"]), cells.number("test/acc", r["test_acc"]),
+            cells.ratio(r["theoretical_speedup"])]
 
 
 def _tta_chapter(tables: list[ResultsTable], out_dir: Path) -> dict[str, Any]:
     """All arms of all tables in one table (tta.csv's rows), and the accuracy-vs-time Pareto figure."""
     rows = [_tta_row(t, r) for t in tables for r in tta.rows([t])]
-    return {"intro": "Every arm of every table: its median time to target beside its baseline's, the speedup with "
-                     "its interval and verdict, the share of seeds that reached the target, the median final test "
+    return {"intro": "Every arm of every table: its median time to target beside its baseline's, the speedups "
+                     "(FLOPs and steps first on CPU tables, wall-clock first on GPU tables) with their intervals and "
+                     "verdicts, the share of seeds that reached the target, the median final test "
                      "accuracy, and the speedup the arm's FLOPs per sample would give if time followed FLOPs. "
                      "The same rows are in tta.csv.",
             "figure": _figure(out_dir, "figures/pareto.png", "Median test accuracy against median training time per "
                               "arm, a panel per table; the red steps join the arms no other arm beats on both.",
                               max_height_cm=20) if tables else None,
             "table": _table(["table", "arm", "time to target (median)", "baseline's", "speedup [interval]",
-                             "reached", "test accuracy", "theoretical"], [2.3, 1.6, 1.0, 1.0, 1.6, 0.8, 1.0, 0.9],
+                             "reached", "test accuracy", "theoretical"], [2.1, 1.5, 1.0, 1.0, 2.4, 0.8, 1.0, 0.9],
                             rows, caption="Time to accuracy, every arm.")}
 
 
 _COMB_INTRO = ("Each pair of techniques is first checked against their declarations (declared conflicts, "
                "two owners of the number format or of the optimizer); a pair that composes is trained "
-               "against the same baseline and seeds as its two single techniques. Speedups are median "
-               "baseline time to target over median technique time with bootstrap intervals; accuracy changes "
-               "are medians of per-seed differences of test accuracy against the baseline.")
+               "against the same baseline and seeds as its two single techniques. Speedups are medians over "
+               "seeds of the per-seed ratio of baseline to technique time to target, with the exact "
+               "order-statistic interval of the median (under 5 seeds, the range and no verdict); accuracy "
+               "changes are medians of per-seed differences of test accuracy against the baseline.")
 
 
 def _comb_chapter(comb: Comb, out_dir: Path) -> dict[str, Any] | None:
@@ -390,7 +427,8 @@ def _comb_chapter(comb: Comb, out_dir: Path) -> dict[str, Any] | None:
 
 # ---------------------------------------------------------------- threats to validity
 
-def _threats(tables: list[ResultsTable], comb: Comb, out_dir: Path) -> list[dict[str, str]]:
+def _threats(tables: list[ResultsTable], comb: Comb, out_dir: Path,
+             statuses: dict[tuple[str, str], cells.CodeStatus]) -> list[dict[str, str]]:
     """Threats to validity, with the numbers (data, scales, seeds, hardware) taken from the inputs."""
     named = [(f"{t.paper}/{variant(t)}", t) for t in tables]
     cifar = [n for n, t in named if any("cifar" in k.lower() for k in t.provenance.dataset_md5)]
@@ -398,7 +436,8 @@ def _threats(tables: list[ResultsTable], comb: Comb, out_dir: Path) -> list[dict
             {"title": "CPU scale", "text": _scale_text(tables)},
             {"title": "Number of seeds", "text": _seeds_text(tables, comb)},
             {"title": "Hardware", "text": _hardware_text(tables, comb)},
-            {"title": "Timing noise on a shared machine", "text": _noise_text(tables)}]
+            {"title": "Timing noise on a shared machine", "text": _noise_text(tables)},
+            {"title": "Stale and dirty tables", "text": _stale_text(tables, statuses)}]
 
 
 def _cifar_text(cifar_tables: list[str], out_dir: Path) -> str:
@@ -431,12 +470,14 @@ def _scale_text(tables: list[ResultsTable]) -> str:
 
 
 def _seeds_text(tables: list[ResultsTable], comb: Comb) -> str:
-    """Seeds per table: few seeds make wide bootstrap intervals, hence many inconclusive verdicts."""
+    """Seeds per table: under the protocol's minimum there are ranges and no verdicts."""
     per_table = cells.counts([f"table(s) with {len(t.seeds)} seed(s)" for t in tables], []) or "no tables"
+    few = [f"{t.paper}/{variant(t)}" for t in tables if cells.too_few_seeds(t)]
     matrix = f" The combinability matrix used {len(comb.seeds)} seed(s)." if comb else ""
-    return (f"Seeds: {per_table}.{matrix} Intervals are bootstrap intervals over so few seeds, so they are wide and "
-            "a verdict of inconclusive often means too few seeds rather than no effect; the baseline and the "
-            "technique always share seeds.")
+    return (f"Seeds: {per_table}.{matrix} Arms share seeds and are compared seed by seed; the interval of a median "
+            f"over n seeds is the exact order-statistic one, so with {cells.MIN_SEEDS} seeds it is the range of "
+            f"the seeds (93.8% coverage) and with fewer no verdict is given. Tables under {cells.MIN_SEEDS} seeds, "
+            f"shown as ranges without verdicts: {', '.join(few) or 'none'}.")
 
 
 def _machine(p: Provenance) -> str:
@@ -454,31 +495,55 @@ def _hardware_text(tables: list[ResultsTable], comb: Comb) -> str:
 
 
 def _noise_text(tables: list[ResultsTable]) -> str:
-    """Timing noise: shared machine, evaluation share, warm-up; numbers from the runs."""
+    """Timing noise: shared machine, the A/A noise floors, evaluation share; numbers from the runs."""
     shares = [r.eval_share for t in tables for a in t.arms.values() for r in a.runs if r.eval_share is not None]
     share = (f" Evaluation took a median {100 * statistics.median(shares):.1f}% of wall time (the training clock "
              "excludes it)." if shares else "")
+    floors = [f"{t.paper}/{variant(t)} {t.protocol.noise_floor:.2f}×" for t in tables
+              if t.protocol is not None and t.protocol.noise_floor is not None]
+    floor = (f" The A/A noise floors (largest timing ratio between a baseline and its replicate): {', '.join(floors)}."
+             if floors else " No table here recorded an A/A noise floor.")
     return ("The tables were timed on a shared machine, where other processes compete for the same cores and "
-            "memory bandwidth; the training clock excludes evaluation and warm-up but not interference. "
-            "Speedups near 1 are within this noise and should be read with their intervals." + share)
+            "memory bandwidth; the training clock excludes evaluation and warm-up but not interference. Arms run "
+            "interleaved within each seed, and a wall-clock speedup inside the table's A/A noise floor is "
+            "inconclusive (timing noise); the FLOPs and steps to target do not depend on the machine, which is why "
+            "CPU tables lead with them." + floor + share)
+
+
+def _stale_text(tables: list[ResultsTable], statuses: dict[tuple[str, str], cells.CodeStatus]) -> str:
+    """Which tables ran code that has changed since, came from uncommitted code, or record no code."""
+    def named(pick: Any) -> str:
+        return ", ".join(f"{t.paper}/{variant(t)}" for t in tables if pick(t, statuses.get(cells.table_key(t))))
+    stale = named(lambda t, s: s is not None and s.stale)
+    dirty = named(lambda t, s: bool(t.provenance.git_dirty))
+    unrecorded = named(lambda t, s: s is not None and not s.recorded)
+    return ("Each table lists the source files its runs executed with a hash of each, and the report hashes them "
+            "again. Stale tables (their code has changed since): " + (stale or "none") + ". Tables made from "
+            "uncommitted code, included with --allow-dirty: " + (dirty or "none") + ". Tables that record no "
+            "code, so their staleness cannot be checked: " + (unrecorded or "none") + ".")
 
 
 # ---------------------------------------------------------------- appendix
 
-def _appendix(tables: list[ResultsTable], comb: Comb) -> list[dict[str, Any]]:
-    """Provenance and environment of every results file (and the combinability matrix)."""
-    sections = [{"title": f"{t.paper}/{variant(t)}.json", "table": _provenance(t.provenance, t.command, t.created)}
-                for t in tables]
+def _appendix(tables: list[ResultsTable], comb: Comb,
+              statuses: dict[tuple[str, str], cells.CodeStatus]) -> list[dict[str, Any]]:
+    """Provenance and environment of every results file (and the combinability matrix), marked stale or dirty."""
+    sections = []
+    for t in tables:
+        status = statuses.get(cells.table_key(t))
+        mark = cells.status_mark(t, status)
+        sections.append({"title": f"{t.paper}/{variant(t)}.json" + (f" [{mark}]" if mark and mark != "current" else ""),
+                         "table": _provenance(t.provenance, t.command, t.created, status)})
     if comb is not None:
         sections.append({"title": "combinability.json",
                          "table": _provenance(comb.provenance, comb.command, comb.created)})
     return [{"title": "Provenance and environment", "sections": sections}]
 
 
-def _provenance(prov: Provenance, command: str, created: str) -> dict[str, Any]:
-    """Code version, software, machine, data checksums, command and time of one input file."""
+def _provenance(prov: Provenance, command: str, created: str, status: cells.CodeStatus | None = None) -> dict[str, Any]:
+    """Code version and its check, software, machine, data checksums, command and time of one input file."""
     rows = []
-    for item, value in cells.provenance_rows(prov, created, command, python=True):
+    for item, value in cells.provenance_rows(prov, created, command, python=True, status=status):
         if isinstance(value, list):  # the dataset checksums, a line per file
             value = "\n".join(f"{k}: {v}" for k, v in value) or "—"
         rows.append([item, value])

@@ -3,12 +3,13 @@
 Definitions (DESIGN.md, "Combinability"), all against the matrix's one baseline
 and over the same seeds:
 
-- S_X = median baseline time to target / median time to target of arm X, with
-  a percentile-bootstrap interval over seeds (`harness.results.stats.speedup`);
-- interaction I = S_AB / (S_A * S_B) = (t_A * t_B) / (t_AB * t_base) in median
-  times, with a bootstrap interval that resamples seeds jointly (the four arms of
-  a seed share its data order and initialisation). I about 1: the speedups
-  multiply ("stacks"); above 1: "synergy"; below 1: "overlap";
+- S_X = median over seeds of (baseline time to target / time to target of arm X),
+  paired by seed, with the exact order-statistic interval of that median
+  (`harness.results.stats.speedup`);
+- interaction I = S_AB / (S_A * S_B) = (t_A * t_B) / (t_AB * t_base), per seed
+  (the four arms of a seed share its data order and initialisation), then its
+  median and interval. Its interval above 1: "synergy"; below 1: "overlap";
+  containing 1: "stacks". Under 5 seeds: the range, and no verdict;
 - accuracy change dacc_X = median over seeds of (test accuracy of X - of the
   baseline) on the same seed, and the pair's excess dacc_AB - (dacc_A + dacc_B).
 
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,13 +33,11 @@ import numpy as np
 
 from harness.results.atomic import atomic_write
 from harness.results.schema import PairVerdict, combinability_json
-from harness.results.stats import bootstrap_interval, median, speedup
+from harness.results.stats import MIN_SEEDS, median, median_interval, paired_differences, speedup
 
-__all__ = ["MatrixPlan", "STACK_BAND", "PAIR_COLUMNS", "ACC", "interaction", "accuracy_change", "single_rows",
+__all__ = ["MatrixPlan", "PAIR_COLUMNS", "ACC", "interaction", "accuracy_change", "single_rows",
            "pair_row", "recipe_note", "summarise", "to_csv", "heatmap_png", "write_outputs"]
 
-STACK_BAND = 0.10  # one seed gives no interval: an interaction within 1 +- 10% then reads "stacks"
-N_BOOT = 2000
 ACC = "test/acc"
 PAIR_COLUMNS = ("a", "b", "status", "verdict", "reason", "recipe", "recipe_note", "s_a", "s_a_low", "s_a_high",
                 "s_b", "s_b_low", "s_b_high", "s_ab", "s_ab_low", "s_ab_high", "interaction", "interaction_low",
@@ -95,37 +93,27 @@ def _error(outcomes: Outcomes, arm: str, seeds: list[int]) -> tuple[str | None, 
     return None, False
 
 
+def _summary(values: list[float]) -> tuple[float | None, float | None, float | None]:
+    """Median and exact interval over seeds; the range of the seeds under MIN_SEEDS."""
+    if not values:
+        return None, None, None
+    ci = median_interval(values)
+    return (median(values), *(ci[:2] if ci else (min(values), max(values))))
+
+
 def accuracy_change(base: list[float | None],
                     arm: list[float | None]) -> tuple[float | None, float | None, float | None]:
     """Median paired difference arm - baseline over seeds where both have a value, with its interval."""
-    d = [a - b for a, b in zip(arm, base) if a is not None and b is not None]
-    if not d:
-        return None, None, None
-    low, high = bootstrap_interval(d, n_boot=N_BOOT) if len(d) > 1 else (None, None)
-    return median(d), low, high
+    return _summary(paired_differences(arm, base))
 
 
 def interaction(base: list[float | None], a: list[float | None], b: list[float | None],
                 ab: list[float | None]) -> tuple[float | None, float | None, float | None]:
-    """S_AB / (S_A * S_B) from median times, with a bootstrap interval resampling seeds jointly."""
-    arr = np.array([[math.inf if t is None else t for t in col] for col in (base, a, b, ab)], dtype=float)
-
-    def stat(idx: np.ndarray) -> float | None:
-        tb, ta, tb2, tab = (float(np.median(row[idx])) for row in arr)
-        if not all(math.isfinite(v) and v > 0 for v in (tb, ta, tb2, tab)):
-            return None
-        return ta * tb2 / (tab * tb)
-
-    n = arr.shape[1]
-    point = stat(np.arange(n))
-    if point is None or n < 2:
-        return point, None, None
-    rng = np.random.default_rng(0)
-    boots = [v for v in (stat(rng.integers(0, n, n)) for _ in range(N_BOOT)) if v is not None]
-    if not boots:
-        return point, None, None
-    low, high = (float(v) for v in np.percentile(boots, [2.5, 97.5], method="lower"))
-    return point, low, high
+    """S_AB / (S_A * S_B) = t_A t_B / (t_AB t_base), per seed (the four arms of a seed share its data order
+    and initialisation), then its median and interval over the seeds where all four reached the target."""
+    per_seed = [ta * tb / (tab * t0) for t0, ta, tb, tab in zip(base, a, b, ab, strict=True)
+                if None not in (t0, ta, tb, tab) and tab * t0 > 0]
+    return _summary(per_seed)
 
 
 def single_rows(plan: MatrixPlan, outcomes: Outcomes, seeds: list[int]) -> dict[str, dict[str, Any]]:
@@ -215,10 +203,9 @@ def _measured(row: dict[str, Any]) -> tuple[PairVerdict, str]:
            f"singles ({_pp(row['dacc_excess'])} excess)")
     nums = (f"S_AB = {_x(row['s_ab'])} against S_A * S_B = {_x(row['s_a'])} * {_x(row['s_b'])} = "
             f"{_x(row['s_a'] * row['s_b'])}: interaction {_x(i)}")
-    if lo is None:
-        near = abs(i - 1) <= STACK_BAND
-        verdict = PairVerdict.STACKS if near else PairVerdict.SYNERGY if i > 1 else PairVerdict.OVERLAP
-        return verdict, f"{nums} (one seed, no interval: within 1 +- {STACK_BAND:.0%} reads 'stacks'){acc}"
+    if row["seeds"] < MIN_SEEDS:
+        return PairVerdict.RANGE_ONLY, (f"{nums}, range [{_x(lo)}, {_x(hi)}] over {row['seeds']} seeds (no verdict "
+                                        f"under {MIN_SEEDS}){acc}")
     verdict = PairVerdict.SYNERGY if lo > 1 else PairVerdict.OVERLAP if hi < 1 else PairVerdict.STACKS
     meaning = {PairVerdict.SYNERGY: "the interval lies above 1: the pair gains more than the product of the singles",
                PairVerdict.OVERLAP: "the interval lies below 1: the pair gains less than the product of the singles",

@@ -33,12 +33,14 @@ from harness.results.atomic import atomic_write
 
 __all__ = [
     "SCHEMA_VERSION", "SCALE_ORDER", "ClaimVerdict", "SpeedupVerdict", "PairVerdict", "Target", "Run", "ArmResult",
-    "Speedup", "ClaimResult", "Provenance", "CardSummary", "ResultsTable", "Single", "Pair", "BaselineTimes",
+    "Speedup", "CostSpeedup", "ClaimResult", "Provenance", "Protocol",
+    "CardSummary", "ResultsTable", "Single", "Pair", "BaselineTimes",
     "Combinability", "variant", "load_table", "load_combinability", "write_table", "write_combinability",
     "combinability_json", "write_json", "to_json",
 ]
 
-SCHEMA_VERSION = 2  # 2: runs record resumed_from_step and checkpoint_seconds
+SCHEMA_VERSION = 3  # 2: runs record resumed_from_step and checkpoint_seconds; 3: the protocol (costs to target,
+# load, paired speedups by cost, claim kinds and fidelity, the A/A noise floor, the code hash)
 SCALE_ORDER = {"smoke": 0, "cpu": 1, "paper": 2}
 
 
@@ -53,6 +55,12 @@ class ClaimVerdict(StrEnum):
     NO_NUMBER = "no number to compare"
     TARGET_NOT_REACHED = "target not reached"  # a speedup claim whose arms never reached the target
     ONLY_TECHNIQUE = "only the technique reached the target"
+    CONSISTENT = "consistent"  # an "at most" claim ("up to x"): the measured value is at or below it
+    RANGE_ONLY = "range only (under 5 seeds)"  # version 3: fewer seeds than the protocol needs for a verdict
+    COLLAPSED = "collapsed"  # a run of the arm ended at or below 1.5x chance accuracy
+    CAPPED = "capped"  # a run of the arm hit its time guard: left out of accuracy comparisons
+    AGREES_SUBSTITUTE = "agrees (substitute)"  # the arm is our stand-in for an unknown method
+    DIFFERS_SUBSTITUTE = "differs (substitute)"
 
 
 class SpeedupVerdict(StrEnum):
@@ -63,6 +71,9 @@ class SpeedupVerdict(StrEnum):
     INCONCLUSIVE = "inconclusive"
     TARGET_NOT_REACHED = "target not reached"
     ONLY_TECHNIQUE = "only the technique reached the target"
+    TIMING_NOISE = "inconclusive (timing noise)"  # the interval excludes 1 but not the A/A noise floor
+    RANGE_ONLY = "range only (under 5 seeds)"
+    COLLAPSED = "collapsed"
 
 
 class PairVerdict(StrEnum):
@@ -76,6 +87,7 @@ class PairVerdict(StrEnum):
     MISSED_TARGET = "missed target"
     DIVERGED = "diverged"
     FAILED = "failed"
+    RANGE_ONLY = "range only (under 5 seeds)"  # version 3: too few seeds for a verdict
 
 
 _Record = TypeVar("_Record", bound="_Base")
@@ -122,6 +134,12 @@ class Run(_Base):
     stopped_by: str | None = None
     resumed_from_step: int | None = None  # version 2: the step a resumed run continued from
     checkpoint_seconds: float | None = None  # version 2: writing checkpoints, off the training clock
+    steps_to_target: int | None = None  # version 3: cost at the first evaluation reaching the target
+    samples_to_target: int | None = None
+    flops_to_target: float | None = None
+    load: dict[str, float] | None = None  # version 3: the machine's 1-minute load average: start, median, max
+    capped: bool | None = None  # version 3: stopped by the training-time guard
+    collapsed: bool | None = None  # version 3: final test accuracy at or below 1.5x chance
 
 
 @dataclass(kw_only=True)
@@ -134,17 +152,35 @@ class ArmResult(_Base):
     flop_fraction: float | None = None
     budget: str | None = None
     target: Target | None = None  # an arm may race to its own target
+    fidelity: str | None = None  # version 3: faithful, variant or substitute (to the paper's method)
+    fidelity_note: str | None = None  # what differs (variant) or what stands in (substitute)
+    replicate_of: str | None = None  # version 3: this arm is the A/A control of that arm
     runs: list[Run]
 
 
 @dataclass(kw_only=True)
+class CostSpeedup(_Base):
+    """A paired speedup in one machine-independent cost to target (steps, samples, FLOPs)."""
+
+    speedup: float | None
+    low: float | None
+    high: float | None
+    verdict: SpeedupVerdict
+
+
+@dataclass(kw_only=True)
 class Speedup(_Base):
+    """Wall-clock (training-clock) speedup to target, and, from version 3, the machine-independent ones."""
+
     speedup: float | None
     low: float | None
     high: float | None
     success_rate: float | None = None
     verdict: SpeedupVerdict
     baseline: str | None = None
+    n_seeds: int | None = None  # version 3: seeds with a ratio (paired)
+    coverage: float | None = None  # the interval's exact coverage; None: the range of the seeds
+    costs: dict[str, CostSpeedup] | None = None  # version 3: "steps", "samples", "flops"
 
 
 @dataclass(kw_only=True)
@@ -161,6 +197,14 @@ class ClaimResult(_Base):
     paper_baseline: float | None = None
     scales: list[str] | None = None
     minus_arm: str | None = None
+    kind: str | None = None  # version 3: point, at_least, at_most, range, ordering (older tables: point)
+    claimed_high: float | None = None  # a range claim's upper end
+    arms: list[str] | None = None  # an ordering claim's arms, in the claimed increasing order of the metric
+    cost: str | None = None  # a speedup claim's cost: seconds, steps, samples or flops
+    fidelity: str | None = None  # of the arm judged: faithful, variant, substitute
+    fidelity_note: str | None = None
+    n_seeds: int | None = None
+    coverage: float | None = None
     measured: float | None
     low: float | None
     high: float | None
@@ -178,6 +222,25 @@ class Provenance(_Base):
     cpu_count: int | None
     torch_threads: int | None = None
     dataset_md5: dict[str, str]
+    code_hash: str | None = None  # version 3: hash of the source the table's runs execute (jobs.code_hash)
+    code_files: dict[str, str] | None = None  # version 3: those files and their sha256 prefixes (staleness check)
+
+
+@dataclass(kw_only=True)
+class Protocol(_Base):
+    """How a table's verdicts were reached (DESIGN.md, "Measurement"), so a reader need not guess."""
+
+    min_seeds: int
+    interval_method: str
+    coverage: float | None  # of the intervals at this many seeds; None: ranges, no verdicts
+    noise_floor: float | None  # largest A/A timing ratio either way; None: no A/A control ran
+    aa_arm: str | None
+    arm_order: str
+    classes: int | None
+    collapse_accuracy: float | None  # at or below: collapsed (1.5x chance)
+    capped_runs: list[str] = field(default_factory=list)  # "arm seed N"
+    collapsed_runs: list[str] = field(default_factory=list)
+    target_rule: str | None = None  # how the target was fixed
 
 
 @dataclass(kw_only=True)
@@ -215,6 +278,7 @@ class ResultsTable(_Base):
     speedups: dict[str, Speedup]
     claims: list[ClaimResult]
     provenance: Provenance
+    protocol: Protocol | None = None  # version 3
 
     @property
     def variant(self) -> str:

@@ -1,84 +1,184 @@
-"""The protocol's statistics (DESIGN.md, "Seeds and statistics"): medians, percentile-bootstrap
-intervals over seeds, speedups of median time to target, claim verdicts.
+"""The protocol's statistics (DESIGN.md, "Seeds and statistics"): paired per-seed comparisons, exact
+intervals for their median, the timing noise floor, and claim verdicts by kind.
+
+- Arms share seeds, so every comparison is paired: a speedup is the median over seeds of the per-seed
+  ratio baseline cost / technique cost; an accuracy change the median of the per-seed differences.
+- The interval of a median is the exact distribution-free one from order statistics (the sign-test
+  interval; `scipy.stats.binom` gives its coverage, and `scipy.stats.quantile_test` computes the same
+  interval, which the tests check). It needs no resampling, allows infinite values (a target never
+  reached) and states its coverage: the narrowest interval whose coverage is at least 95%, or, where
+  none is (5 seeds: the widest one, min to max, covers 93.75%), the widest, with that coverage named.
+- Below `MIN_SEEDS` seeds no verdict is given: the table shows the range of the seeds.
+- Timing noise floor: the largest ratio, either way, between the baseline and its A/A replicate (the
+  same computation run twice per seed). A wall-clock speedup whose interval excludes 1 but not the
+  floor is "inconclusive (timing noise)".
 
 Torch-free, so the report and the combinability verdicts need no training code; harness.measure
-re-exports them for the code that runs.
+re-exports what the training side uses.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy import stats as _sp
 
-__all__ = ["bootstrap_interval", "claim_verdict", "median", "speedup"]
+__all__ = ["MIN_SEEDS", "LEVEL", "METHOD", "median", "median_interval", "interval_method", "paired_ratios",
+           "paired_differences", "speedup", "noise_floor", "claim_verdict", "ordering_verdict", "for_fidelity"]
 
+MIN_SEEDS = 5  # fewer: the range of the seeds is shown and no verdict given
+LEVEL = 0.95
+METHOD = "exact order-statistic interval of the median over paired seeds (sign test; scipy.stats.binom)"
 
-def median(values: list[float]) -> float | None:
-    """The median, or None for no values."""
-    return float(np.median(values)) if len(values) else None
-
-
-def _median(values: np.ndarray) -> float:
-    return float(np.median(values))
-
-
-def bootstrap_interval(values: list[float], stat: Callable[[np.ndarray], float] = _median,
-                       n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of `stat` over `values` (inf allowed); """
-    arr = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    boots = np.array([stat(arr[rng.integers(0, len(arr), len(arr))]) for _ in range(n_boot)])
-    lo, hi = np.percentile(boots, [100 * (1 - level) / 2, 100 * (1 + level) / 2], method="lower")
-    return float(lo), float(hi)
+RANGE_ONLY = "range only (under 5 seeds)"
+TIMING_NOISE = "inconclusive (timing noise)"
 
 
-def speedup(baseline_s: list[float | None], technique_s: list[float | None], n_boot: int = 2000,
-            seed: int = 0) -> dict[str, Any]:
-    """Speedup of median times to target with a bootstrap interval over seeds.
+def median(values: Sequence[float]) -> float | None:
+    """The median (infinite values allowed), or None for no values."""
+    return float(np.median(np.asarray(values, dtype=float))) if len(values) else None
 
-    None (not reached) counts as infinite time. "faster"/"slower" when the interval excludes 1,
-    else "inconclusive" (always with one seed). Never reaching the target gives speedup 0;
-    reaching it when the baseline never does gives no finite speedup (None).
+
+def _coverage(n: int, k: int) -> float:
+    """Coverage of [x_(k), x_(n+1-k)] (1-based order statistics) for the median of a continuous law."""
+    return float(1.0 - 2.0 * _sp.binom.cdf(k - 1, n, 0.5))
+
+
+def median_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float, float] | None:
+    """(low, high, coverage) of the exact order-statistic interval for the median; None below MIN_SEEDS.
+
+    The narrowest symmetric interval [x_(k), x_(n+1-k)] with coverage >= `level`; when even the widest
+    (min, max) falls short, that one with its own coverage.
     """
-    b = np.array([math.inf if t is None else t for t in baseline_s], dtype=float)
-    t = np.array([math.inf if x is None else x for x in technique_s], dtype=float)
-    success = float(np.isfinite(t).mean()) if len(t) else 0.0
-    point = _ratio(np.median(b), np.median(t))
-    rng = np.random.default_rng(seed)
-    boots = [_ratio(np.median(b[rng.integers(0, len(b), len(b))]), np.median(t[rng.integers(0, len(t), len(t))]))
-             for _ in range(n_boot)]
-    boots = np.array([x for x in boots if x is not None])
-    none = {"speedup": None, "low": None, "high": None, "success_rate": success}
-    if point is None or len(boots) == 0:
-        return {**none, "verdict": "target not reached"}
-    if math.isinf(point):  # only the technique reached the target: no finite ratio to report
-        return {**none, "verdict": "only the technique reached the target"}
-    if min(len(b), len(t)) < 2:  # one seed has no spread: a bootstrap of it would be a fake interval
-        return {**none, "speedup": point, "verdict": "inconclusive"}
-    lo, hi = (float(v) for v in np.percentile(boots, [2.5, 97.5], method="lower"))
-    verdict = "faster" if lo > 1 else "slower" if hi < 1 else "inconclusive"
-    return {"speedup": point, "low": lo, "high": hi, "success_rate": success, "verdict": verdict}
-
-
-def _ratio(baseline: float, technique: float) -> float | None:
-    if not math.isfinite(baseline) and not math.isfinite(technique):
+    x = np.sort(np.asarray(values, dtype=float))
+    n = len(x)
+    if n < MIN_SEEDS:
         return None
-    if technique == 0:
-        return None
-    return float(baseline / technique)  # inf/finite = inf (technique reached, baseline did not)
+    k = 1
+    while k + 1 <= (n + 1) // 2 and _coverage(n, k + 1) >= level:
+        k += 1
+    return float(x[k - 1]), float(x[n - k]), _coverage(n, k)
 
 
-def claim_verdict(claimed: float | None, tolerance: float, low: float | None, high: float | None) -> str:
-    """Compare a measured interval [low, high] with claimed +- tolerance."""
+def interval_method(n: int) -> str:
+    """The method line a table prints for `n` seeds."""
+    if n < MIN_SEEDS:
+        return f"range of {n} seed{'s' if n != 1 else ''} (no verdict under {MIN_SEEDS})"
+    cov = median_interval(list(range(n)))[2]
+    return f"{METHOD}, coverage {100 * cov:.1f}% at {n} seeds"
+
+
+def paired_ratios(baseline: Sequence[float | None], technique: Sequence[float | None]) -> list[float]:
+    """Per-seed baseline cost / technique cost; None (not reached) is infinite cost.
+
+    Only the technique reached: inf; only the baseline: 0; neither: the seed has no ratio and is left out.
+    """
+    out = []
+    for b, t in zip(baseline, technique, strict=True):
+        b = math.inf if b is None else float(b)
+        t = math.inf if t is None else float(t)
+        if math.isinf(b) and math.isinf(t):
+            continue
+        out.append(math.inf if t == 0 or math.isinf(b) else b / t)
+    return out
+
+
+def paired_differences(arm: Sequence[float | None], other: Sequence[float | None]) -> list[float]:
+    """Per-seed arm - other over seeds where both have a value."""
+    return [a - b for a, b in zip(arm, other, strict=True) if a is not None and b is not None]
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    """Median, interval (or range) and the number of seeds behind them."""
+    n = len(values)
+    if not n:
+        return {"point": None, "low": None, "high": None, "n": 0, "coverage": None}
+    ci = median_interval(values)
+    low, high, cov = ci if ci else (min(values), max(values), None)
+    return {"point": median(values), "low": low, "high": high, "n": n, "coverage": cov}
+
+
+def speedup(baseline: Sequence[float | None], technique: Sequence[float | None],
+            floor: float | None = None) -> dict[str, Any]:
+    """Paired speedup of `technique` over `baseline` costs (by seed; None = target not reached).
+
+    Verdicts: "faster"/"slower" when the interval excludes 1 (and, given a timing noise `floor`,
+    excludes [1/floor, floor] too, else "inconclusive (timing noise)"); "inconclusive"; the range only
+    under MIN_SEEDS seeds; "target not reached" when neither arm ever reached it on any seed; "only the
+    technique reached the target" when the baseline never did (no finite ratio).
+    """
+    success = float(np.mean([t is not None for t in technique])) if len(technique) else 0.0
+    ratios = paired_ratios(baseline, technique)
+    s = _summary(ratios)
+    out = {"speedup": s["point"], "low": s["low"], "high": s["high"], "success_rate": success, "n_seeds": s["n"],
+           "coverage": s["coverage"]}
+    if not ratios:
+        return {**out, "verdict": "target not reached"}
+    if all(b is None for b in baseline):
+        return {**out, "speedup": None, "low": None, "high": None, "verdict": "only the technique reached the target"}
+    if s["coverage"] is None:
+        return {**out, "verdict": RANGE_ONLY}
+    f = max(floor or 1.0, 1.0)
+    if s["low"] > f:
+        verdict = "faster"
+    elif s["high"] < 1 / f:
+        verdict = "slower"
+    elif s["low"] > 1 or s["high"] < 1:
+        verdict = TIMING_NOISE
+    else:
+        verdict = "inconclusive"
+    return {**out, "verdict": verdict}
+
+
+def noise_floor(baseline_s: Sequence[float], replicate_s: Sequence[float]) -> float | None:
+    """The largest per-seed timing ratio, either way, between the baseline and its A/A replicate."""
+    r = [b / a for b, a in zip(baseline_s, replicate_s, strict=True) if b and a and math.isfinite(b / a)]
+    return float(max(max(x, 1 / x) for x in r)) if r else None
+
+
+def claim_verdict(kind: str, claimed: float | None, tolerance: float, low: float | None, high: float | None,
+                  claimed_high: float | None = None) -> str:
+    """Judge a measured interval [low, high] against a claim of `kind`.
+
+    point: claimed +- tolerance; at_least: measured >= claimed - tolerance; at_most ("up to"): a value
+    at or below claimed + tolerance is consistent; range: within [claimed - tol, claimed_high + tol].
+    """
     if claimed is None:
         return "no number to compare"
-    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
         return "inconclusive"
-    if high < claimed - tolerance or low > claimed + tolerance:
-        return "not reproduced"
-    if claimed - tolerance <= low and high <= claimed + tolerance:
+    lo, hi = claimed - tolerance, (claimed_high if kind == "range" else claimed) + tolerance
+    if kind == "at_least":
+        return "reproduced" if low >= lo else "not reproduced" if high < lo else "inconclusive"
+    if kind == "at_most":
+        return "consistent" if high <= hi else "not reproduced" if low > hi else "inconclusive"
+    if kind in ("point", "range"):
+        if high < lo or low > hi:
+            return "not reproduced"
+        return "reproduced" if lo <= low and high <= hi else "inconclusive"
+    raise ValueError(f"claim kind '{kind}' is not point, at_least, at_most, range or ordering")
+
+
+def ordering_verdict(gaps: list[tuple[float | None, float | None]]) -> str:
+    """An ordering a < b < c from the intervals of its consecutive paired gaps (b - a, c - b): all above 0
+    reproduces it, any below 0 contradicts it, otherwise inconclusive."""
+    if any(lo is None or hi is None for lo, hi in gaps):
+        return "inconclusive"
+    if all(lo > 0 for lo, _ in gaps):
         return "reproduced"
+    if any(hi < 0 for _, hi in gaps):
+        return "not reproduced"
     return "inconclusive"
+
+
+def for_fidelity(verdict: str, fidelity: str) -> str:
+    """A substitute arm (the paper's method is unknown) cannot reproduce or refute the paper: its agreement
+    and disagreement say so."""
+    if fidelity != "substitute":
+        return verdict
+    return {"reproduced": "agrees (substitute)", "consistent": "agrees (substitute)",
+            "not reproduced": "differs (substitute)"}.get(verdict, verdict)
+

@@ -1,8 +1,11 @@
 """The time-to-accuracy overview, `reports/tta.csv`: one row per (paper, variant, arm) of the results tables.
 
-Each row holds the target, the arm's and its baseline's median time to target, the speedup with its
-bootstrap interval and verdict, the success rate, the final test accuracy, the median training
-seconds, and the theoretical speedup the arm's FLOPs per sample would give beside the realised one.
+Each row holds the target, the arm's and its baseline's median time to target, the wall-clock speedup
+with its interval and verdict, the success rate, the final test accuracy, the median training
+seconds, and the theoretical speedup the arm's FLOPs per sample would give beside the realised one;
+then (schema version 3) the machine-independent costs: median steps and FLOPs to target and the
+paired speedups in FLOPs and steps with their verdicts, and the arm's fidelity to the paper's method.
+Columns older tables lack are empty.
 The report draws the accuracy-vs-time Pareto figure from the same rows (harness.report.figures).
 """
 
@@ -21,7 +24,18 @@ __all__ = ["COLUMNS", "rows", "to_csv", "baselines", "theoretical_speedup", "flo
 COLUMNS = ("paper", "variant", "target_metric", "target_value", "arm", "baseline", "techniques", "seeds",
            "time_to_target_s", "baseline_time_to_target_s", "speedup", "speedup_low", "speedup_high",
            "speedup_verdict", "success_rate", "test_acc", "train_seconds", "flops_per_sample",
-           "theoretical_speedup")
+           "theoretical_speedup", "steps_to_target", "flops_to_target", "flops_speedup", "flops_speedup_low",
+           "flops_speedup_high", "flops_speedup_verdict", "steps_speedup", "steps_speedup_low", "steps_speedup_high",
+           "steps_speedup_verdict", "fidelity")
+
+
+def _median_cost(runs: list[Run], attr: str) -> float | None:
+    """Median cost to target (steps_to_target, flops_to_target) with misses as infinity; None when the median
+    is a miss or no run recorded the cost (tables before schema version 3)."""
+    if not any(getattr(r, attr) is not None for r in runs):
+        return None
+    value = median([math.inf if getattr(r, attr) is None else float(getattr(r, attr)) for r in runs])
+    return None if value is None or math.isinf(value) else value
 
 
 def median_tta(runs: list[Run]) -> float | None:
@@ -77,7 +91,17 @@ def _row(table: ResultsTable, arm: str) -> dict[str, Any]:
         "test_acc": median([r.final["test/acc"] for r in runs if r.final.get("test/acc") is not None]),
         "train_seconds": median([r.train_seconds for r in runs]), "flops_per_sample": flops_per_sample(runs),
         "theoretical_speedup": theoretical_speedup(table, arm),
+        "steps_to_target": _median_cost(runs, "steps_to_target"),
+        "flops_to_target": _median_cost(runs, "flops_to_target"),
+        **_cost_speedup(sp, "flops"), **_cost_speedup(sp, "steps"), "fidelity": info.fidelity or "",
     }
+
+
+def _cost_speedup(sp: Any, cost: str) -> dict[str, Any]:
+    """The paired speedup in one machine-independent cost, as `<cost>_speedup[_low|_high|_verdict]` columns."""
+    c = (sp.costs or {}).get(cost) if sp else None
+    return {f"{cost}_speedup": c and c.speedup, f"{cost}_speedup_low": c and c.low,
+            f"{cost}_speedup_high": c and c.high, f"{cost}_speedup_verdict": c.verdict.value if c else ""}
 
 
 def to_csv(table: list[dict[str, Any]]) -> bytes:
