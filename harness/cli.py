@@ -140,10 +140,13 @@ def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
     module = get_paper(args.paper)  # an unknown id raises, listing the known ones
     if args.params:
         _read_params(args)
-    _defaults(args, scale="cpu", seeds=1, tag="full", executor="inprocess")
+    _defaults(args, scale="cpu", seeds=1, tag="full", executor="inprocess", preregistered=str(PREREGISTERED_DIR))
     _check_run_flags(args)
-    prereg_path = preregister.path_for(args.preregistered, args.paper, args.scale)
-    recipe, rule = preregister.apply(module.recipe(args.scale), preregister.load(prereg_path), prereg_path)
+    if args.preregistered:
+        prereg_path = preregister.path_for(args.preregistered, args.paper, args.scale)
+        recipe, rule = preregister.apply(module.recipe(args.scale), preregister.load(prereg_path), prereg_path)
+    else:
+        recipe, rule = module.recipe(args.scale), "the recipe's own target (pre-registration not used)"
     recipe = apply_overrides(recipe, args.set)
     touched = [s for s in args.set if "target" in s.split("=")[0].split(".")]
     if touched:
@@ -189,7 +192,8 @@ def _read_params(args: argparse.Namespace) -> None:
     try:
         params = yaml.safe_load(Path(args.params).read_text())
         rep = params["reproduce"]
-        _defaults(args, scale=str(rep["scale"]), seeds=int(rep["seeds"]), tag=str(rep["tag"]))
+        _defaults(args, scale=str(rep["scale"]), seeds=int(rep["seeds"]), tag=str(rep["tag"]),
+                  preregistered=str(rep.get("preregistered", PREREGISTERED_DIR)))
         budgets = params.get("budgets", {})
         if args.tag not in budgets:
             raise ValueError(f"{args.params}: no budgets.{args.tag} for tag {args.tag!r}")
@@ -392,10 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(RESULTS_DIR), help="results directory (default reports/runs)")
     p.add_argument("--params", help="take scale, seeds, tag and the tag's overrides from this params.yaml "
                                     "(flags given here win)")
-    p.add_argument("--preregistered", default=str(PREREGISTERED_DIR), metavar="DIR",
+    p.add_argument("--preregistered", metavar="DIR",
                    help="where `effitrain calibrate` wrote the paper's targets and tuned settings, "
-                        "DIR/PAPER/SCALE.json (default reports/preregistered; none there: the recipe's own "
-                        "target, and the table says so)")
+                        "DIR/PAPER/SCALE.json (default reports/preregistered; none there, or an empty DIR: the "
+                        "recipe's own target, and the table says so)")
     p = sub.add_parser("calibrate", help="fix a paper's targets (and tune named arms) on validation data with "
                                          "calibration seeds, before any reported run; write "
                                          "reports/preregistered/PAPER/SCALE.json")

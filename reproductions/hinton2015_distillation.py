@@ -112,6 +112,38 @@ class Distillation(Technique):
         return distillation_loss(logits, teacher_logits, y, self.temperature, self.hard_weight)
 
 
+@torch.no_grad()
+def max_norm_(model: torch.nn.Module, c: float) -> None:
+    """Rescale, in place, every hidden unit's incoming weight vector to norm at most `c` (the dropout
+    paper's max-norm constraint; the output layer is left free)."""
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    for layer in linears[:-1]:
+        norms = layer.weight.norm(dim=1, keepdim=True)
+        layer.weight.mul_(torch.clamp(c / norms.clamp_min(1e-12), max=1.0))
+
+
+@register_technique
+class MaxNorm(Technique):
+    """After every optimizer step, project hidden units' incoming weights onto the ball of radius c."""
+
+    name = "max_norm"
+    card = CARD
+    touches = frozenset({"params"})
+    order = 60
+    description = "max-norm constraint on hidden units' incoming weights (the dropout paper's regulariser)"
+
+    def __init__(self, c: float = 3.5) -> None:
+        if not c > 0:
+            raise ValueError(f"max_norm: c={c} must be positive")
+        self.c = c
+
+    def params(self) -> dict:
+        return {"c": self.c}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        max_norm_(pl_module.model, self.c)
+
+
 # ---------------------------------------------------------------- recipe
 
 # Epochs per scale: (teacher, student). cpu: full MNIST (55k train, 5k validation); measured on the

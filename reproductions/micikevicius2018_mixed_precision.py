@@ -5,9 +5,11 @@ weights, loss scaling and fp32 accumulation matches fp32 accuracy with no
 hyperparameter change, halves memory, and runs 2-8x faster on tensor-core GPUs.
 bf16 autocast is the modern variant that needs no loss scaling.
 
-Arms on one recipe: `fp32` (baseline), `bf16` (bf16 autocast) and `fp16` (fp16
-autocast + dynamic loss scaling). The fp16 arm runs on CUDA (and in smoke
-runs); CPUs have no fast fp16 convolution in torch, so the cpu scale leaves it out.
+Arms on one recipe: `fp32` (baseline), `bf16` (bf16 autocast, a variant) and
+`fp16` (fp16 autocast + dynamic loss scaling, the paper's method). CPUs have no
+fast fp16 convolution in torch, but fp16 matrix products run at about fp32 speed,
+so the cpu scale trains the MNIST MLP (784-800-800-10), where all three arms run;
+the paper scale keeps the CNN, and its fp16 arm runs on CUDA.
 Both techniques own the number format, so they conflict with each other and
 with any other precision owner. On a CPU without bf16/fp16 matrix units the
 honest expected result is "slower": the report says so when it is.
@@ -24,7 +26,7 @@ from lightning.pytorch.plugins.precision import MixedPrecision
 from harness.cards import Claim, PaperCard
 from harness.recipes import Arm, Recipe
 from harness.techniques import Technique, register_technique
-from harness.zoo import mnist_cnn
+from harness.zoo import mnist_cnn, mnist_mlp
 
 CARD = PaperCard(
     id="micikevicius2018_mixed_precision",
@@ -51,9 +53,11 @@ CARD = PaperCard(
               2.0, "Section 1", kind="range", claimed_high=8.0, scales=("paper",)),
     ),
     notes="The accuracy tolerance (0.5 points of test accuracy) is ours: the paper says 'matches'. bf16 is not "
-          "in the paper; it is the variant modern hardware uses. On CPU, fp16 runs only where torch supports "
-          "fp16 convolutions at a usable speed: on CPU torch's fp16 convolution is about 40x slower than fp32 "
-          "(`effitrain bench precision`), so the cpu-scale recipe runs fp32 and bf16 only.",
+          "in the paper; it is the variant modern hardware uses, labelled so. On CPU torch's fp16 convolution is "
+          "about 40x slower than fp32 (`effitrain bench precision`), while its fp16 matrix products run near "
+          "fp32 speed, so the cpu scale trains the MNIST MLP 784-800-800-10 (12 epochs, cosine) where the "
+          "paper's fp16 with loss scaling runs; the CNN (paper scale) runs fp16 on CUDA only. The paper's "
+          "networks are far larger: the cpu scale tests the accuracy claims' direction, not its speed claims.",
     bibtex="@inproceedings{micikevicius2018mixed,\n  title={Mixed Precision Training},\n  author={Micikevicius, "
            "Paulius and Narang, Sharan and Alben, Jonah and others},\n  booktitle={ICLR},\n  year={2018}\n}",
 )
@@ -132,14 +136,15 @@ class Fp16LossScaling(Technique):
 # ---------------------------------------------------------------- recipe
 
 def recipe(scale: str) -> Recipe:
-    base = mnist_cnn(scale)
+    base = mnist_mlp(scale) if scale in ("smoke", "cpu") else mnist_cnn(scale)
     arms = [Arm("fp32", description="fp32 throughout"),
             Arm("bf16", techniques=("bf16_autocast",), description="bf16 autocast, fp32 master weights",
                 fidelity="variant", fidelity_note="bf16 (8 exponent bits, no loss scaling) in place of the paper's "
                                                   "fp16 with loss scaling")]
-    # On CPU torch has no fast fp16 convolution: `effitrain bench precision` measured 2.1 s per step
-    # against 55 ms in fp32 (bf16: 27 ms) on this recipe's model, so at cpu scale fp16 runs only on CUDA.
-    if fp16_supported(_device()) and (scale == "smoke" or _device() == "cuda"):
+    # On CPU torch has no fast fp16 convolution (`effitrain bench precision`: 2.1 s a step against 55 ms in fp32
+    # on the CNN), but the MLP's fp16 step took 5.7 ms against 5.2 ms fp32 and 3.1 ms bf16 (batch 128, 2 cores,
+    # 2026-12-01): the cpu scale runs the MLP and all three arms; the paper scale's CNN runs fp16 on CUDA only.
+    if fp16_supported(_device()) and (scale != "paper" or _device() == "cuda"):
         arms.append(Arm("fp16", techniques=("fp16_loss_scaling",),
                         description="fp16 autocast, fp32 master weights, dynamic loss scaling"))
     return replace(base, arms=tuple(arms), baseline_arm="fp32", paper=CARD.id)

@@ -32,6 +32,7 @@ CANONICAL: dict[str, tuple[object, dict]] = {
     "fp16_loss_scaling": (CONV, {}),
     "gradient_approximation": (CONV, {"method": "spatial", "spatial_stride": 2}),
     "lars": (CONV, {}),
+    "max_norm": (MLP, {"c": 0.3}),  # below the initial row norms (about 0.58), so the constraint binds
 }
 
 

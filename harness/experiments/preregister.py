@@ -90,6 +90,7 @@ def calibrate(recipe: Recipe, seeds: int, tune: list[str], *, paper: str, out: P
     from harness.experiments.progress import Progress
     from harness.experiments.reproduce import run_phases
     from harness.runner import arm_order, baseline_of, validate
+    from harness.techniques import get_technique
 
     cal_seeds = list(range(CALIBRATION_SEED, CALIBRATION_SEED + seeds))
     grids = _grids(recipe, tune)
@@ -97,11 +98,13 @@ def calibrate(recipe: Recipe, seeds: int, tune: list[str], *, paper: str, out: P
     experiment = f"effitrain/{paper}/calibration"
     bases = [a for a in arm_order(recipe) if not a.reference and not a.replicate_of
              and a.name in {baseline_of(recipe, x) for x in recipe.arms}]
-    refs = [a.name for a in recipe.arms if a.reference]
 
     def run(rec: Recipe, arms: list[str]) -> dict[tuple[str, int], Any]:
+        """The arms on the calibration seeds, with the reference arms their techniques learn from."""
+        needed = {ref for arm in arms for t in rec.arm(arm).techniques for ref in get_technique(t).needs_arms}
+        names = [a.name for a in rec.arms if a.name in needed and a.name not in arms] + arms
         jobs = [Job(rec, arm, s, experiment, data_root, tracking_uri, None, {"tag": "calibration"})
-                for s in cal_seeds for arm in [*refs, *arms]]
+                for s in cal_seeds for arm in names]
         return run_phases(jobs, executor, workers, progress=Progress(len(jobs), f"{paper} calibration", quiet))
 
     def final(outcomes: dict, arm: str, metric: str) -> list[float]:
