@@ -32,8 +32,10 @@ demo: system-demo data
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@echo "report: $(CURDIR)/reports/demo/site/index.html (committed full-budget report: reports/index.html)"
 
+# --allow-dirty: four tables committed before issue 10's protocol (hinton, ye, wang, adelman) came from a
+# dirty tree; they are shown with that banner until they are rerun (remove the flag then).
 report: $(STAMP)
-	$(BIN)/effitrain report
+	$(BIN)/effitrain report --allow-dirty
 
 test: system-test data
 	$(BIN)/python -m pytest -q

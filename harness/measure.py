@@ -318,6 +318,35 @@ class BudgetStop(pl.Callback):
                 return
 
 
+class TechniqueStats(pl.Callback):
+    """The run's mean of every statistic techniques report per step (`<technique>/<stat>` in the module's
+    `step_metrics`), sampled at the first step and every `every_n_steps` steps: what a technique achieved
+    (a pruning rate's share of zeros, a sampler's distinct fraction), for the results table beside what it
+    was asked for."""
+
+    def __init__(self, every_n_steps: int = 10) -> None:
+        self.every_n_steps = every_n_steps
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": self.sums, "counts": self.counts}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sums, self.counts = dict(state["sums"]), dict(state["counts"])
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.every_n_steps and trainer.global_step != 1:  # the first step, then every n
+            return
+        for key, value in pl_module.step_metrics.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value)
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    @property
+    def means(self) -> dict[str, float]:
+        return {k: self.sums[k] / self.counts[k] for k in sorted(self.sums)}
+
+
 # ---------------------------------------------------------------- statistics
 
 def time_to_target(curve: list[dict[str, float]], target: Target) -> float | None:

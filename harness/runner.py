@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from harness import data as datamod
 from harness.experiments.session import Stopped, process_tags
-from harness.measure import COLLAPSE, BudgetStop, Evaluator, TrainClock
+from harness.measure import COLLAPSE, BudgetStop, Evaluator, TechniqueStats, TrainClock
 from harness.papers import paper_source
 from harness.recipes import Arm, Recipe
 from harness.techniques import Technique, compose
@@ -69,6 +69,7 @@ class RunResult:
     load: dict[str, float] | None = None  # 1-minute load average of the machine: start, median, max
     capped: bool = False  # stopped by the training-time guard: never in an accuracy comparison
     collapsed: bool = False  # final test accuracy at or below COLLAPSE x chance
+    stats: dict[str, float] = field(default_factory=dict)  # techniques' per-step statistics, run means
 
     def row(self) -> dict[str, Any]:
         return asdict(self)
@@ -334,6 +335,7 @@ class Runner:
             evaluator = Evaluator(clock, val, test, recipe.eval_every_n_steps, recipe.target, on_eval=on_eval)
             stop = BudgetStop(recipe.budget, clock, evaluator, recipe.batch_size, lambda: flop_fraction(techniques))
             evaluator.cost = lambda: {"samples": stop.samples, "flops": stop.flops}
+            stats = TechniqueStats()
             saver = Checkpoint(checkpoint, checkpoint_every_n_steps or recipe.eval_every_n_steps, clock) \
                 if checkpoint else None
             plugins = [p for p in (t.precision_plugin() for t in techniques) if p is not None]
@@ -341,7 +343,7 @@ class Runner:
             trainer = pl.Trainer(
                 **trainer_args(self.devices, self.accelerator), max_epochs=recipe.budget.epochs or -1,
                 max_steps=recipe.budget.steps or -1,
-                callbacks=[*techniques, clock, evaluator, stop, buffer, *([saver] if saver else [])],
+                callbacks=[*techniques, clock, evaluator, stop, stats, buffer, *([saver] if saver else [])],
                 plugins=plugins or None, logger=False, enable_checkpointing=False, enable_model_summary=False,
                 enable_progress_bar=self.progress, num_sanity_val_steps=0, limit_val_batches=0,
                 use_distributed_sampler=False, default_root_dir=tempfile.gettempdir())
@@ -362,6 +364,7 @@ class Runner:
             if self.tracker and run_id:
                 self.tracker.end(run_id, status)
         result = _result(arm, seed, run_id, clock, evaluator, stop, trainer, data.num_classes)
+        result.stats = stats.means
         if saver:
             result.resumed_from_step, result.checkpoint_seconds = saver.resumed_from_step, saver.checkpoint_seconds
         if self.tracker and run_id:

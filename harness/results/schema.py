@@ -140,6 +140,7 @@ class Run(_Base):
     load: dict[str, float] | None = None  # version 3: the machine's 1-minute load average: start, median, max
     capped: bool | None = None  # version 3: stopped by the training-time guard
     collapsed: bool | None = None  # version 3: final test accuracy at or below 1.5x chance
+    stats: dict[str, float] | None = None  # version 3: techniques' per-step statistics, means over the run
 
 
 @dataclass(kw_only=True)
