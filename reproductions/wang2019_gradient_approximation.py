@@ -221,7 +221,13 @@ class GradientApproximation(Technique):
 
     name = "gradient_approximation"
     card = CARD
-    touches = frozenset({"gradients"})
+    # It replaces the model's convolutions (layer surgery) to change their weight gradients.
+    touches = frozenset({"gradients", "architecture"})
+    # CRS (order 30) replaces the same plain convolutions first; this technique would then find none to swap and
+    # the pair would silently be CRS alone.
+    conflicts = frozenset({"crs"})
+    conflict_notes = {"crs": "both replace the same convolutions (CRSConv2d, ApproxConv2d); composed, the later "
+                             "would find none left to swap and silently do nothing"}
     order = 45
     description = "convolution weight gradients from a random rescaled sample (batch / spatial / channel)"
 

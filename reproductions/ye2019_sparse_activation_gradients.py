@@ -6,7 +6,7 @@ element becomes 0 or sign(g) * tau, unbiased) makes the back-propagation sparse 
 accuracy loss on AlexNet, MobileNet and ResNet-18..152 (CIFAR-10/100, ImageNet), and the ECCV
 version reports up to 5.92x faster back-propagation.
 
-Arms: `baseline` (dense backward) and `prune_p90` / `prune_p99` (the `activation_grad_pruning`
+Arms: `baseline` (dense backward) and `sparse54` / `sparse69` (the `activation_grad_pruning`
 technique at target pruning rate p = 0.9 / 0.99). The pruned tensors are the gradients flowing
 into every convolution's output: each feeds that layer's two backward convolutions (input and
 weight gradient), which is where a sparse kernel would save work. tau is chosen per layer and per
@@ -25,7 +25,7 @@ from harness.measure import Budget, Target
 from harness.models import resnet_cifar
 from harness.recipes import Arm, Recipe
 from harness.techniques import Technique, register_technique
-from kernels.sparsify import check_rate, prune_grad, prune_threshold
+from kernels.sparsify import check_rate, expected_sparsity, prune_grad, prune_threshold
 
 CARD = PaperCard(
     id="ye2019_sparse_activation_gradients",
@@ -43,13 +43,13 @@ CARD = PaperCard(
     models=("AlexNet", "MobileNet", "ResNet-18, 34, 50, 101, 152"),
     claims=(
         Claim("accuracy", "negligible accuracy loss: test accuracy of pruning at p = 0.9 minus the dense "
-              "baseline", "test/acc", "prune_p90", 0.0, "Abstract (both versions): 'negligible accuracy loss'",
+              "baseline", "test/acc", "sparse54", 0.0, "Abstract (both versions): 'negligible accuracy loss'",
               tolerance=0.02, minus_arm="baseline"),
         Claim("accuracy_p99", "negligible accuracy loss at p = 0.99 (test accuracy difference)", "test/acc",
-              "prune_p99", 0.0, "Abstract (both versions)", tolerance=0.02, minus_arm="baseline"),
+              "sparse69", 0.0, "Abstract (both versions)", tolerance=0.02, minus_arm="baseline"),
         Claim("bp_speedup", "up to 5.92x faster back-propagation (with a sparse backward kernel)", "speedup",
-              "prune_p90", 5.92, "ECCV 2020 version, Abstract", tolerance=0.5, kind="at_most", scales=("paper",)),
-        Claim("per_model_accuracy", "per-model accuracies (CIFAR-10 ResNet and others)", "test/acc", "prune_p90",
+              "sparse54", 5.92, "ECCV 2020 version, Abstract", tolerance=0.5, kind="at_most", scales=("paper",)),
+        Claim("per_model_accuracy", "per-model accuracies (CIFAR-10 ResNet and others)", "test/acc", "sparse54",
               None, "Tables (n.f. in the accessible text)", scales=("paper",)),
     ),
     notes="Where we chose: (1) the threshold rule. The text we could reach (abstracts; the method as summarised in "
@@ -64,11 +64,11 @@ CARD = PaperCard(
           "predicts. (2) The pruned tensors: the gradient at every Conv2d output (after the BatchNorm backward in "
           "Conv-BN-ReLU), not the linear head (a model without convolutions, such as the registry's MLP smoke test,"
           " gets the rule on its linear outputs instead). (3) The rates p = 0.9 and 0.99 and the accuracy tolerance"
-          " (2 points of test accuracy, about the seed-to-seed spread we expect of a paired difference after 160 "
-          "steps; not measured) are ours; the paper's per-model rates and numbers are n.f. here. (4) cpu scale: "
-          "ResNet-8 (width 16) on a 10k subset of cifar10-jpeg75 for 2 epochs, sized so baseline + both pruning "
-          "arms take about 3 minutes for one seed on an idle 2-core machine (estimated from 0.26 s per dense step "
-          "plus the pruning overhead; under load from other jobs one seed took 12.6 minutes). Dense convolutions "
+          " (2 points of test accuracy, about the seed-to-seed spread we expect of a paired difference; not "
+          "measured) are ours; the paper's per-model rates and numbers are n.f. here. (4) cpu scale: "
+          "ResNet-8 (width 16) on a 20k subset of cifar10-jpeg75 for 4 epochs (640 steps), so that the arms "
+          "train to an accuracy that means something; the target comes from calibration runs of the baseline "
+          "(`effitrain calibrate`). Dense convolutions "
           "(CPU and cuDNN alike) do not skip zeros, so the realised saving here is none (flop_fraction = 1; the "
           "per-step `theoretical_conv_flop_fraction` stat is what a sparse backward could save) and the 5.92x back-"
           "propagation claim is paper-scale only, needing a sparse kernel: with dense cuDNN kernels a GPU run shows"
@@ -192,7 +192,13 @@ class ActivationGradientPruning(Technique):
 
 # ---------------------------------------------------------------- recipe
 
-_RATES = {"prune_p90": 0.9, "prune_p99": 0.99}  # target pruning rates p (ours; see the card notes)
+_RATES = (0.9, 0.99)  # target pruning rates p (ours; see the card notes)
+
+
+def arm_name(rate: float) -> str:
+    """An arm is named by the share of zeros its rate leaves on normal gradients (`sparse54` for p = 0.9), not by
+    p, which over-states it: the table shows the share each run measured beside it."""
+    return f"sparse{round(100 * expected_sparsity(rate))}"
 
 
 def recipe(scale: str) -> Recipe:
@@ -203,22 +209,26 @@ def recipe(scale: str) -> Recipe:
                     eval_every_n_steps=2, n_val=64, target=Target("val/acc", 0.3),
                     description="synthetic 28x28, ResNet-8 width 4, 4 steps")
     elif cpu:
-        # 10,240 training images = 80 steps per epoch, 160 steps per arm. ResNet-8 takes about 0.26 s per dense
-        # step on an idle 2-core machine and pruning adds about 20% (measured under load, ratio only), so the
-        # three arms train in about 2.3 minutes and evaluate in well under one.
-        data = dict(dataset="cifar10-jpeg75", model=resnet_cifar(8, 16), budget=Budget(epochs=2), batch_size=128,
-                    n_train=10240, eval_every_n_steps=20, n_val=2000, crop_pad=4, flip=True,
-                    target=Target("val/acc", 0.35),
-                    description="cifar10-jpeg75, 10k subset, ResNet-8 width 16, 2 epochs, crop+flip")
+        # 20,480 training images = 160 steps per epoch, 640 steps per arm (four times the 160 steps that ended
+        # at 43% accuracy). Sized from a ResNet-20 step of 0.21 s at batch 128 (2 cores, 2026-12-01): ResNet-8
+        # has a third of its blocks, so about 0.1 s with the pruning hooks, about 80 s per run.
+        data = dict(dataset="cifar10-jpeg75", model=resnet_cifar(8, 16), budget=Budget(epochs=4), batch_size=128,
+                    n_train=20480, eval_every_n_steps=40, n_val=2000, crop_pad=4, flip=True,
+                    target=Target("val/acc", 0.5),
+                    description="cifar10-jpeg75, 20k subset, ResNet-8 width 16, 4 epochs, crop+flip")
     else:
         data = dict(dataset="cifar10-jpeg75", model=resnet_cifar(20, 16), budget=Budget(epochs=200),
                     batch_size=128, eval_every_n_steps=390, n_val=5000, crop_pad=4, flip=True,
                     target=Target("val/acc", 0.9),
                     description="cifar10-jpeg75, ResNet-20, 200 epochs, crop+flip (paper's schedule n.f.)")
     arms = (Arm("baseline", description="dense back-propagation"),) + tuple(
-        Arm(arm, techniques=("activation_grad_pruning",), technique_kwargs={"activation_grad_pruning": {"rate": p}},
-            description=f"conv-output gradients pruned stochastically at target rate p = {p}")
-        for arm, p in _RATES.items())
+        Arm(arm_name(p), techniques=("activation_grad_pruning",),
+            technique_kwargs={"activation_grad_pruning": {"rate": p}},
+            description=f"conv-output gradients pruned stochastically at target rate p = {p}: "
+                        f"{expected_sparsity(p):.0%} zeros on normal gradients (the share measured is in the table)",
+            fidelity="variant", fidelity_note="the threshold's sigma from mean |g| under a normal model is ours (the "
+                                              "paper's estimator is not in the text we could reach)")
+        for p in _RATES)
     return Recipe(name="ye2019_resnet", scale=scale, optim={"name": "sgd", "lr": 0.1 if not smoke else 0.05,
                                                            "momentum": 0.9, "weight_decay": 5e-4, "nesterov": True},
                   schedule="cosine", arms=arms, baseline_arm="baseline", paper=CARD.id, **data)

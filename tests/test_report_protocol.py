@@ -307,3 +307,15 @@ def test_the_protocol_page_exists_and_is_linked(tmp_path: Path) -> None:
         assert said in text, said
     empty = build_report(tmp_path / "none", tmp_path / "empty", pdf=False)
     assert 'href="protocol.html"' in empty.read_text() and (tmp_path / "empty" / "protocol.html").is_file()
+
+
+def test_what_a_technique_achieved_is_shown_beside_the_arm(tmp_path: Path) -> None:
+    table = protocol_table()
+    arm = next(a for a in table.arms if table.arms[a].techniques)
+    for i, run in enumerate(table.arms[arm].runs):
+        run.stats = {"tech/sparsity/mean": 0.6 + i / 100, "tech/sparsity/conv1": 0.9, "tech/flop_fraction": 0.7}
+    text = cells.achieved_text(table, arm)
+    assert text == "tech/flop_fraction 0.7 [0.7, 0.7]; tech/sparsity/mean 0.62 [0.6, 0.64]"  # no per-layer stats
+    assert cells.achieved_text(table, table.baseline_arm) == ""
+    page = _text(_build(tmp_path, table) / f"{table.paper}.html")
+    assert f"achieved: {text}" in page

@@ -174,3 +174,17 @@ def test_every_arm_trains_through_the_runner_on_the_smoke_recipe():
     flops = {name: arm["runs"][0]["flops"] for name, arm in table["arms"].items()}
     assert flops["spatial"] < flops["batch"] < flops["exact"]  # the counter sees the smaller convolutions
     assert {c["id"]: c["verdict"] for c in table["claims"]}["speedup"] == "not run at this scale"
+
+
+def test_it_declares_its_surgery_and_refuses_crs_which_would_leave_it_nothing_to_swap():
+    from harness.techniques import conflict_reason, get_technique
+
+    cls = get_technique("gradient_approximation")
+    assert "architecture" in cls.touches
+    assert "same convolutions" in conflict_reason(cls, get_technique("crs"))
+    from reproductions.adelman2018_approximate_tensor_ops import apply_crs
+
+    model = resnet_cifar(8, 4)((3, 32, 32), 10)
+    assert any(wg.swappable(m) for m in model.modules())
+    apply_crs(model, 0.5, 1, "conv")  # CRS runs first in the composition order (30 < 45)
+    assert not any(wg.swappable(m) for m in model.modules())  # the reason for the declared conflict

@@ -100,7 +100,7 @@ def test_recipes_validate_at_every_scale():
     for scale in ("smoke", "cpu", "paper"):
         recipe = ye.recipe(scale)
         recipe.validate()
-        assert recipe.paper == ye.CARD.id and [a.name for a in recipe.arms] == ["baseline", "prune_p90", "prune_p99"]
+        assert recipe.paper == ye.CARD.id and [a.name for a in recipe.arms] == ["baseline", "sparse54", "sparse69"]
     claims = {c.id: c for c in ye.CARD.claims}
     assert claims["bp_speedup"].claimed == 5.92 and claims["per_model_accuracy"].claimed is None
 
@@ -108,9 +108,9 @@ def test_recipes_validate_at_every_scale():
 def test_smoke_recipe_trains_and_logs_sparsity(project):
     recipe = ye.recipe("smoke")
     recipe = recipe.__class__(**{**recipe.__dict__, "budget": Budget(steps=10),
-                                 "arms": tuple(a for a in recipe.arms if a.name != "prune_p99")})
+                                 "arms": tuple(a for a in recipe.arms if a.name != "sparse69")})
     table = run_recipe(tracking_uri=tracking_uri(), recipe=recipe, seeds=[0], card=ye.CARD)
-    run = table["arms"]["prune_p90"]["runs"][0]
+    run = table["arms"]["sparse54"]["runs"][0]
     assert run["steps"] == 10 and torch.isfinite(torch.tensor(run["final"]["test/loss"]))
     client = mlflow.MlflowClient(tracking_uri())
     history = client.get_metric_history(run["run_id"], "activation_grad_pruning/sparsity/mean")

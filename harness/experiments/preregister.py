@@ -105,7 +105,9 @@ def calibrate(recipe: Recipe, seeds: int, tune: list[str], *, paper: str, out: P
         names = [a.name for a in rec.arms if a.name in needed and a.name not in arms] + arms
         jobs = [Job(rec, arm, s, experiment, data_root, tracking_uri, None, {"tag": "calibration"})
                 for s in cal_seeds for arm in names]
-        return run_phases(jobs, executor, workers, progress=Progress(len(jobs), f"{paper} calibration", quiet))
+        # Calibration decides on validation data only, so its progress lines show validation accuracy.
+        return run_phases(jobs, executor, workers,
+                          progress=Progress(len(jobs), f"{paper} calibration", quiet, split="val"))
 
     def final(outcomes: dict, arm: str, metric: str) -> list[float]:
         return [outcomes[(arm, s)]["result"]["final"][metric] for s in cal_seeds]

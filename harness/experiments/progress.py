@@ -29,8 +29,9 @@ def duration(seconds: float) -> str:
 class Progress:
     """Counts finished jobs of `total` and prints a line for each (unless quiet)."""
 
-    def __init__(self, total: int, label: str, quiet: bool = False, stream: TextIO | None = None) -> None:
-        self.total, self.label, self.quiet = total, label, quiet
+    def __init__(self, total: int, label: str, quiet: bool = False, stream: TextIO | None = None,
+                 split: str = "test") -> None:
+        self.total, self.label, self.quiet, self.split = total, label, quiet, split  # split: whose accuracy to show
         self.stream = stream or sys.stderr
         self.done = self.ran = 0
         self.t0 = time.monotonic()
@@ -44,7 +45,7 @@ class Progress:
             self.ran += 1
             self._ran_seconds += now - self._last
         self._last = now
-        line = f"[{self.label} {self.done}/{self.total}] {describe(outcome)}; {self.eta(now - self.t0)}"
+        line = f"[{self.label} {self.done}/{self.total}] {describe(outcome, self.split)}; {self.eta(now - self.t0)}"
         if not self.quiet:
             print(line, file=self.stream, flush=True)
         return line
@@ -58,8 +59,8 @@ class Progress:
         return f"{duration(elapsed)} so far, about {duration(self._ran_seconds / self.ran * left)} left"
 
 
-def describe(out: dict[str, Any]) -> str:
-    """One finished job in words: what ran and how it ended."""
+def describe(out: dict[str, Any], split: str = "test") -> str:
+    """One finished job in words: what ran and how it ended, with its final accuracy on `split`."""
     head = f"{out['arm']} seed {out['seed']}"
     if out.get("error"):
         return f"{head}: {'diverged' if out.get('diverged') else 'failed'}: {out['error']}"
@@ -67,6 +68,6 @@ def describe(out: dict[str, Any]) -> str:
     how = "reused, " if out.get("reused") else f"resumed at step {r['resumed_from_step']}, " if out.get("resumed") \
         else ""
     tta = "not reached" if r["time_to_target_s"] is None else f"{r['time_to_target_s']:.1f} s"
-    acc = r["final"].get("test/acc")
+    acc = r["final"].get(f"{split}/acc")
     return (f"{head}: {how}{r['steps']} steps, {r['train_seconds']:.1f} s training, time to target {tta}"
-            + (f", test acc {100 * acc:.2f}%" if acc is not None else ""))
+            + (f", {split} acc {100 * acc:.2f}%" if acc is not None else ""))

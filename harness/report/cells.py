@@ -357,6 +357,19 @@ def fidelity_text(fidelity: str | None, note: str | None) -> str:
     return f"{fidelity}: {note}" if note else fidelity
 
 
+def achieved_text(table: ResultsTable, arm: str) -> str:
+    """What the arm's techniques achieved (their per-step statistics, run means, then the median over seeds):
+    `activation_grad_pruning/sparsity/mean 0.632`; per-layer statistics are left to MLflow. "" for none."""
+    keys = sorted({k for r in table.arms[arm].runs for k in (r.stats or {})})
+    shown = [k for k in keys if k.count("/") == 1 or k.endswith("/mean")]
+    parts = []
+    for key in shown:
+        values = [r.stats[key] for r in table.arms[arm].runs if r.stats and key in r.stats]
+        parts.append(f"{key} {statistics.median(values):.3g}" + (f" [{min(values):.3g}, {max(values):.3g}]"
+                                                                  if len(values) > 1 else ""))
+    return "; ".join(parts)
+
+
 def arm_cells(table: ResultsTable, arm: str) -> dict[str, Any]:
     """One arm's row.
 
@@ -365,8 +378,8 @@ def arm_cells(table: ResultsTable, arm: str) -> dict[str, Any]:
     reached ("2/3 (67%)"), finals (one cell per `final_test_metrics(table)`), share (evaluation share
     of wall time), speedups (`speedup_parts`: (cost, ratio [interval], verdict), the leading cost first),
     speedup (them in one line, or the arm's role: baseline, A/A control), verdict (the wall-clock
-    speedup's verdict as shown, "" without one), fidelity (with its note) and theory (FLOPs-per-sample
-    speedup).
+    speedup's verdict as shown, "" without one), fidelity (with its note), theory (FLOPs-per-sample
+    speedup) and achieved (the techniques' statistics, `achieved_text`).
     """
     info = table.arms[arm]
     runs = info.runs
@@ -390,7 +403,8 @@ def arm_cells(table: ResultsTable, arm: str) -> dict[str, Any]:
             "share": share(statistics.median(shares), 1) if shares else "—",
             "speedups": speedup_parts(table, arm), "speedup": speed,
             "verdict": _speedup_verdict(table, sp.verdict) if sp else "",
-            "fidelity": fidelity_text(info.fidelity, info.fidelity_note), "theory": theoretical_cell(table, arm)}
+            "fidelity": fidelity_text(info.fidelity, info.fidelity_note), "theory": theoretical_cell(table, arm),
+            "achieved": achieved_text(table, arm)}
 
 
 # ---------------------------------------------------------------- claims and verdicts

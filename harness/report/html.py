@@ -109,7 +109,8 @@ def _tta_table(table: ResultsTable) -> str:
         c = cells.arm_cells(table, arm)
         desc = table.arms[arm].description
         rows.append([f'<b>{_esc(arm)}</b><br><span class="muted">{_esc(desc)}</span>'
-                     f'<br><span class="muted">fidelity: {_esc(c["fidelity"])}</span>',
+                     f'<br><span class="muted">fidelity: {_esc(c["fidelity"])}</span>'
+                     + (f'<br><span class="muted">achieved: {_esc(c["achieved"])}</span>' if c["achieved"] else ""),
                      *(_esc(cell) for _, cell in c["costs"]), _speedups(c), _esc(c["reached"]),
                      *(_esc(f) for f in c["finals"]), _esc(c["share"]), _esc(c["theory"])])
     lead = "FLOPs" if cells.cost_first(table) else "wall-clock"

@@ -343,7 +343,8 @@ def _results_table(table: ResultsTable) -> dict[str, Any]:
         runs = table.arms[arm].runs
         acc = cells.spread("test/acc", [r.final["test/acc"] for r in runs if r.final.get("test/acc") is not None])
         desc = table.arms[arm].description
-        head = "\n".join(x for x in (arm, desc, f"fidelity: {c['fidelity']}") if x)
+        achieved = f"achieved: {c['achieved']}" if c["achieved"] else ""
+        head = "\n".join(x for x in (arm, desc, f"fidelity: {c['fidelity']}", achieved) if x)
         speed = "\n".join(f"{label} {value}" + (f" ({verdict})" if verdict else "")
                           for label, value, verdict in c["speedups"]) or c["speedup"]
         rows.append([head, *(cell for _, cell in c["costs"]), speed, c["reached"], acc, c["theory"]])
