@@ -15,8 +15,9 @@ from tests.tiny import tiny_recipe
 
 
 def test_the_written_rule():
-    assert preregister.target_from([0.98, 0.99, 0.985], "max") == 0.975  # 0.99 x 0.985 = 0.97515, down to 0.001
-    assert preregister.target_from([100.0, 120.0, 110.0], "min") == 111.1  # 1.01 x 110, up to 0.001
+    assert preregister.target_from([0.98, 0.99, 0.985], "max") == 0.983  # 1 - 1.1 x 0.015 = 0.9835, down to 0.001
+    assert preregister.target_from([0.5, 0.6, 0.55], "max") == 0.505  # 1 - 1.1 x 0.45 = 0.505
+    assert preregister.target_from([100.0, 120.0, 110.0], "min") == 121.0  # 1.1 x 110, up to 0.001
 
 
 def test_grids_must_be_well_formed_and_give_every_tuned_arm_the_same_budget():

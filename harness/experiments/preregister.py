@@ -7,9 +7,11 @@ a trial's score and the baselines' targets are read from the final validation me
 set. The outcome goes to `reports/preregistered/<paper>/<scale>.json`, committed before the reported
 runs; `effitrain reproduce` reads it (`apply`), and the table names the rule it followed.
 
-Target rule (written down before any technique arm runs): for a baseline arm whose target metric is
-`val/acc`, the target is 0.99 times the median over the calibration seeds of its final validation
-accuracy, rounded down to 0.001; for a `min` metric (loss, errors), 1.01 times, rounded up. Arms that
+Target rule (written down before any technique arm runs): a baseline arm's target is its final validation
+error, the median over the calibration seeds, plus 10%: for accuracy, 1 - 1.1 x (1 - median accuracy),
+rounded down to 0.001; for a `min` metric (loss, errors), 1.1 x the median, rounded up. A target relative
+to the error, not to the accuracy, stays near the end of training on saturated tasks (on MNIST, 0.99 x
+98.2% = 97.2% is reached in the first sixth of the run; 1 - 1.1 x 1.8% = 98.0% near its end). Arms that
 race against a baseline race to that baseline's target.
 """
 
@@ -30,9 +32,9 @@ __all__ = ["CALIBRATION_SEED", "MARGIN", "RULE", "apply", "calibrate", "check_se
            "path_for", "target_from"]
 
 CALIBRATION_SEED = 1000  # calibration seeds are 1000, 1001, ...; reported seeds must stay below
-MARGIN = 0.01
-RULE = ("target = 0.99 x the median over calibration seeds of the baseline's final validation metric, rounded "
-        "down to 0.001 (1.01 x, rounded up, for a loss or error count)")
+MARGIN = 0.1  # the target allows 10% more error than the baseline's final
+RULE = ("target = the baseline's final validation error (median over the calibration seeds) plus 10%: accuracy "
+        "1 - 1.1 x (1 - median), rounded down to 0.001; a loss or error count 1.1 x median, rounded up")
 FORMAT = 1
 
 
@@ -50,9 +52,9 @@ def check_seeds(seeds: list[int]) -> None:
 def target_from(values: list[float], mode: str) -> float:
     """The written rule applied to the baseline's final validation values over the calibration seeds."""
     med = float(np.median(values))
-    if mode == "max":
-        return math.floor(med * (1 - MARGIN) * 1000) / 1000
-    return math.ceil(med * (1 + MARGIN) * 1000) / 1000
+    if mode == "max":  # an accuracy in [0, 1]: its error 1 - med grows by MARGIN
+        return math.floor(round((1 - (1 + MARGIN) * (1 - med)) * 1000, 6)) / 1000
+    return math.ceil(round(med * (1 + MARGIN) * 1000, 6)) / 1000
 
 
 def parse_grid(text: str) -> tuple[str, str, list[Any]]:
