@@ -230,12 +230,13 @@ def recipe(scale: str) -> Recipe:
         raise ValueError(f"scale '{scale}' is not one of {', '.join(_SCALE)}")
     s = _SCALE[scale]
     linear_lr = s["lr"] * s["large"] / s["small"]  # linear scaling rule (Goyal et al. 2017, Section 2.1)
-    arms = [Arm("sgd_small", description=f"SGD, batch {s['small']}, poly(2)"),
-            Arm("sgd_large", description=f"SGD, batch {s['large']}, lr from the linear scaling rule, warm-up",
-                overrides=_large(scale, linear_lr)),
-            Arm("lars_large", techniques=("lars",), description=f"LARS, batch {s['large']}, warm-up",
-                overrides=_large(scale, s["lars_lr"])),
-            Arm("lars_large_bf16", techniques=("lars", "bf16_autocast"), description="LARS + bf16 autocast",
+    arms = [Arm("sgd_small", description=f"SGD, batch {s['small']}, poly(2); lr tuned on validation"),
+            Arm("sgd_large", description=f"SGD, batch {s['large']}, warm-up; lr tuned on validation around the "
+                                         f"linear scaling rule's {linear_lr:g}", overrides=_large(scale, linear_lr)),
+            Arm("lars_large", techniques=("lars",), description=f"LARS, batch {s['large']}, warm-up; lr tuned on "
+                                                                f"validation", overrides=_large(scale, s["lars_lr"])),
+            Arm("lars_large_bf16", techniques=("lars", "bf16_autocast"),
+                description="LARS + bf16 autocast; lr tuned on validation",
                 overrides=_large(scale, s["lars_lr"]), fidelity="variant",
                 fidelity_note="bf16 autocast in place of the paper's fp16 mixed-precision scheme")]
     if scale == "paper":  # AlexNet, 95 epochs (abstract); a reference arm: no speedup against ResNet-50
