@@ -747,14 +747,16 @@ PROTOCOL: list[tuple[str, str]] = [
      "interval excludes 1 but not the noise floor is \"inconclusive (timing noise)\". Machine load is "
      "recorded for every run."),
     ("Budgets, not caps",
-     "Budgets are epochs, steps, samples or FLOPs. A wall-clock limit is only a guard: a run stopped by it is "
-     "marked \"capped\" and never enters an accuracy comparison."),
+     "Budgets are epochs, steps or samples (a FLOP limit may be added), and every baseline's learning rate "
+     "decays to zero at its budget: efficiency methods often lose their gain against such a baseline (Kaddour "
+     "et al., NeurIPS 2023). A wall-clock limit is only a guard: a run stopped by it is marked \"capped\" and "
+     "never enters an accuracy comparison."),
     ("Paired seeds and exact intervals",
      "Arms share seeds and are compared seed by seed: a speedup is the median of the per-seed ratios, an "
      "accuracy change the median of the per-seed differences. The interval of that median is the exact "
      "order-statistic (sign-test) interval: it needs no resampling, allows a target never reached, and its "
      "coverage is known. At 5 seeds it is the minimum to the maximum, with 93.8% coverage; each table names "
-     "its method and coverage."),
+     "its method and coverage. A wall-clock claim is judged on its interval widened by the noise floor."),
     ("Under 5 seeds: ranges, no verdict",
      "With fewer than 5 seeds a table shows the range of the seeds, labelled \"range of n seeds\", and gives "
      "no verdict: its verdict cells say so."),
@@ -770,8 +772,11 @@ PROTOCOL: list[tuple[str, str]] = [
      "claim or speedup resting on it reads \"collapsed\"."),
     ("Pre-registered targets",
      "A recipe's target comes from a written rule applied to calibration runs of the baseline on validation "
-     "data, with seeds disjoint from the reported ones; hyperparameters are tuned on validation only, with "
-     "the same recorded tuning budget for baseline and technique. Each table states its target rule."),
+     "data, with seeds disjoint from the reported ones (1000 on): the baseline's median final validation "
+     "error plus 10%. Where hyperparameters are tuned, it is on validation only, every tuned arm (the "
+     "baseline's included) trying the same number of settings; the record is committed before the reported "
+     "runs (reports/preregistered/). Each table states its target rule and what was tuned; a table whose "
+     "recipe has no record says its target is the recipe's own."),
     ("Stale and dirty tables",
      "Every table lists the source files its runs executed with a hash of each. The report hashes them "
      "again: a table whose code has changed since is marked stale, naming the files. A table made from "

@@ -233,8 +233,8 @@ def _front_matter(tables: list[ResultsTable], comb: Comb) -> dict[str, str]:
 
 
 _SCALES = ("Every paper is a reproduction module with a card (citation, data, models and the claimed numbers), one "
-           "or more techniques and recipes at three scales: `smoke` (synthetic data, for tests), `cpu` (real MNIST "
-           "or CIFAR-10 on a small CPU, showing the direction of a claim) and `paper` (the paper's own setting, for "
+           "or more techniques and recipes at three scales: smoke (synthetic data, for tests), cpu (real MNIST "
+           "or CIFAR-10 on a small CPU, showing the direction of a claim) and paper (the paper's own setting, for "
            "a GPU). One runner trains every (arm, seed) under a fixed budget; a results table holds everything this "
            "report shows, including the protocol it was measured under.")
 
