@@ -157,20 +157,28 @@ def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def cmd_calibrate(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from harness.experiments import preregister
-    from harness.papers import get_paper
     from harness.recipes import apply_overrides
 
-    module = get_paper(args.paper)
-    if args.scale not in SCALES:
-        raise ValueError(f"scale '{args.scale}' is not one of {', '.join(SCALES)}")
     if args.seeds < 1:
         raise ValueError(f"--seeds {args.seeds}: expected a positive number")
-    recipe = apply_overrides(module.recipe(args.scale), args.set)
+    made_for = None
+    if args.paper == "matrix":  # the combinability matrix's shared recipe, as params.yaml's `combine` sets it
+        recipe, made_for = _matrix_baseline(args)
+    else:
+        from harness.papers import get_paper
+
+        module = get_paper(args.paper)
+        if args.params:
+            raise ValueError("--params is for `effitrain calibrate matrix`; a paper's recipe comes from its module")
+        _defaults(args, scale="cpu")
+        if args.scale not in SCALES:
+            raise ValueError(f"scale '{args.scale}' is not one of {', '.join(SCALES)}")
+        recipe = apply_overrides(module.recipe(args.scale), args.set)
     out = preregister.path_for(args.out, args.paper, args.scale)
     _prepare(recipe, [preregister.CALIBRATION_SEED], args.data_root)
     record = preregister.calibrate(recipe, args.seeds, args.tune, paper=args.paper, out=out, data_root=args.data_root,
                                    executor=args.executor, workers=args.workers, tracking_uri=_tracking(args),
-                                   command=_command_line(argv), quiet=args.quiet)
+                                   command=_command_line(argv), quiet=args.quiet, made_for=made_for)
     if not args.quiet:
         for arm, t in record["targets"].items():
             print(f"  {arm}: target {t['metric']} {t['value']:g} (calibration {t['calibration_metric']}: "
@@ -179,6 +187,25 @@ def cmd_calibrate(args: argparse.Namespace, argv: Sequence[str]) -> int:
             print(f"  {arm}: chose {', '.join(t['chosen'])} ({t['budget']})")
     print(f"pre-registered: {out}")
     return 0
+
+
+def _matrix_baseline(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The matrix's baseline recipe (from --params' `combine` section, then --set) and what it was made for."""
+    from dataclasses import replace
+
+    from harness.experiments import matrix
+
+    combine = argparse.Namespace(params=args.params, recipe=None, scale=args.scale, seeds=None, executor=None,
+                                 techniques=[], set=[], settings=None)
+    if args.params:
+        _read_combine_params(combine)
+    _defaults(combine, recipe="mnist_cnn", scale="cpu")
+    args.scale = combine.scale
+    overrides = combine.set + args.set
+    plan = matrix.make_plan(combine.recipe, combine.scale, overrides, combine.techniques or None, combine.settings,
+                            aa_control=False)
+    recipe = replace(plan.recipe, arms=(plan.recipe.arm("baseline"),))
+    return recipe, {"name": combine.recipe, "overrides": overrides}
 
 
 def _read_params(args: argparse.Namespace) -> None:
@@ -226,7 +253,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from datetime import datetime
 
-    from harness.experiments import matrix
+    from harness.experiments import matrix, preregister
     from harness.experiments.jobs import code_version
     from harness.experiments.session import parent_run
     from harness.results import combinability
@@ -235,9 +262,17 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     if args.params:
         _read_combine_params(args)
-    _defaults(args, recipe="mnist_cnn", scale="cpu", seeds=3, executor="inprocess")
+    _defaults(args, recipe="mnist_cnn", scale="cpu", seeds=3, executor="inprocess", cost="flops",
+              preregistered=str(PREREGISTERED_DIR))
     _check_run_flags(args)
-    plan = matrix.make_plan(args.recipe, args.scale, args.set, args.techniques or None, args.settings)
+    record, prereg_path = None, None
+    if args.preregistered:
+        prereg_path = preregister.path_for(args.preregistered, "matrix", args.scale)
+        record = preregister.load(prereg_path)
+    plan = matrix.make_plan(args.recipe, args.scale, args.set, args.techniques or None, args.settings,
+                            aa_control=not args.no_aa_control, preregistered=record, preregistered_path=prereg_path)
+    seeds = _seeds(args.seeds)
+    preregister.check_seeds(seeds)
     seeds = _seeds(args.seeds)
     _prepare(plan.recipe, seeds, args.data_root)
     lead = is_rank_zero(args.devices)  # with --devices N, the other ranks train the same jobs and write nothing
@@ -255,9 +290,15 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
                                      rerun=args.rerun, resume=args.resume, devices=args.devices)
         if not lead:
             return 0
+        from harness import data as datamod
+        from harness.measure import COLLAPSE
+
+        classes = datamod.load_dataset(plan.recipe.dataset, args.data_root).num_classes
+        rule = plan.target_rule or "the recipe's own target (pre-registration not used)"
         meta = {"command": _command_line(argv), "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                "code_version": code_version(), "executor": args.executor, "provenance": provenance()}
-        summary = combinability.summarise(plan, outcomes, seeds, meta)
+                "code_version": code_version(), "executor": args.executor, "provenance": provenance(),
+                "protocol": {"classes": classes, "collapse_accuracy": COLLAPSE / classes, "target_rule": rule}}
+        summary = combinability.summarise(plan, outcomes, seeds, meta, cost=args.cost, aa_arm=plan.aa_arm)
         paths = combinability.write_outputs(summary, args.out)
         if tracker and parent:
             for path in paths:
@@ -279,6 +320,9 @@ def _read_combine_params(args: argparse.Namespace) -> None:
         c = yaml.safe_load(Path(args.params).read_text())["combine"]
         _defaults(args, recipe=str(c["recipe"]), scale=str(c["scale"]), seeds=int(c["seeds"]),
                   executor=str(c.get("executor", "inprocess")))
+        for key in ("cost", "preregistered"):  # matrix only; calibrate matrix reads the rest
+            if key in c and hasattr(args, key):
+                _defaults(args, **{key: str(c[key])})
         args.techniques = args.techniques or list(c.get("techniques") or [])
         args.set = [str(x) for x in ((c.get("set") or {}).get(args.scale) or [])] + args.set
         args.settings = {str(k): dict(v) for k, v in (c.get("settings") or {}).items()}
@@ -370,10 +414,9 @@ def _run_flags(p: argparse.ArgumentParser, *, seeds_default: int, tag: bool = Tr
                         "it (default 1)")
     p.add_argument("--no-track", action="store_true", help="do not log to MLflow (runs are then kept in "
                                                            ".effitrain/runs for reuse and resume)")
-    if tag:
-        p.add_argument("--no-aa-control", action="store_true",
-                       help="skip the A/A control (the baseline run twice per seed): the table then has no timing "
-                            "noise floor, and its wall-clock verdicts say so")
+    p.add_argument("--no-aa-control", action="store_true",
+                   help="skip the A/A control (the baseline run twice per seed): the table then has no timing "
+                        "noise floor, and its wall-clock verdicts say so")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--rerun", action="store_true", help="run every job afresh instead of reusing recorded runs")
     again.add_argument("--resume", action="store_true", help="continue runs a killed or stopped command left "
@@ -403,9 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("calibrate", help="fix a paper's targets (and tune named arms) on validation data with "
                                          "calibration seeds, before any reported run; write "
                                          "reports/preregistered/PAPER/SCALE.json")
-    p.add_argument("paper", help="a paper id, as `effitrain list` shows")
-    p.add_argument("--scale", default="cpu", choices=SCALES, help="default cpu")
+    p.add_argument("paper", help="a paper id, as `effitrain list` shows, or `matrix` for the combinability "
+                                 "matrix's shared recipe")
+    p.add_argument("--scale", choices=SCALES, help="default cpu (matrix: params.yaml's combine.scale)")
     p.add_argument("--seeds", type=int, default=3, help="calibration seeds, from 1000 on (default 3)")
+    p.add_argument("--params", help="matrix only: take its recipe, scale, overrides and settings from this "
+                                    "params.yaml's `combine` section")
     p.add_argument("--tune", action="append", default=[], metavar="ARM:KEY=V1,V2,...",
                    help="tune an arm's setting over a grid on validation data, e.g. sgd_large:optim.lr=1,2,4; every "
                         "tuned arm must get the same number of trials (repeat for more arms or keys)")
@@ -427,6 +473,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", help="take recipe, scale, seeds, executor, techniques, overrides and settings "
                                     "from this params.yaml's `combine` section (flags given here win)")
     p.add_argument("--out", default="reports", help="where combinability.{csv,json,png} go (default reports)")
+    p.add_argument("--cost", choices=["flops", "seconds", "steps", "samples"],
+                   help="the cost to target S and the interactions are measured in (default flops; wall-clock "
+                        "seconds are reported beside it, or FLOPs when seconds lead)")
+    p.add_argument("--preregistered", metavar="DIR",
+                   help="where `effitrain calibrate matrix` wrote the target, DIR/matrix/SCALE.json (default "
+                        "reports/preregistered; an empty DIR: the recipe's own target, and the matrix says so)")
     p.set_defaults(settings=None, tag="matrix")  # technique arguments come only from params.yaml's combine.settings
     p = sub.add_parser("report", help="build reports/index.html and reports/report.pdf from reports/runs")
     p.add_argument("--runs-dir", default=str(RESULTS_DIR), help="the results tables (default reports/runs)")

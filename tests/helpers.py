@@ -21,8 +21,10 @@ from harness.results.schema import (
     ClaimResult,
     ClaimVerdict,
     Combinability,
+    CostView,
     Pair,
     PairVerdict,
+    Protocol,
     Provenance,
     ResultsTable,
     Run,
@@ -154,7 +156,16 @@ def combinability(prov: Provenance) -> Combinability:
         recipe_rule="every pair runs on mnist_cnn, the one recipe all three techniques accept",
         command="effitrain matrix --scale cpu --seeds 3", created="2026-11-22T09:00:00+00:00",
         code_version="abc123", runs={"run": 12, "reused": 3, "failed": 0}, provenance=prov,
-        singles=singles, pairs=pairs)
+        singles=singles, pairs=pairs, cost="flops",
+        secondary=CostView(cost="seconds", singles={n: Single(**{**vars(x), "verdict": SpeedupVerdict.TIMING_NOISE})
+                                                    for n, x in singles.items()},
+                           pairs=[_pair("bf16_autocast", "distillation", PairVerdict.CAPPED),
+                                  _pair("bf16_autocast", "fixed_point", PairVerdict.INCOMPATIBLE),
+                                  _pair("distillation", "fixed_point", PairVerdict.STACKS, s_ab=0.9, interaction=1.0)]),
+        protocol=Protocol(min_seeds=5, interval_method="range of 3 seeds (no verdict under 5)", coverage=None,
+                          noise_floor=1.07, aa_arm="baseline_aa", arm_order="drawn from the seed", classes=10,
+                          collapse_accuracy=0.15, capped_runs=["bf16_autocast+distillation seed 2"],
+                          collapsed_runs=[], target_rule="pre-registered (reports/preregistered/matrix/cpu.json)"))
 
 
 def heatmap(path: Path) -> None:

@@ -54,13 +54,17 @@ def test_bad_plans_are_refused_before_anything_runs():
 # ---------------------------------------------------------------- arithmetic against hand-made outcomes
 
 def _outcomes(times: dict[str, list[float | None]], accs: dict[str, list[float]] | None = None,
-              errors: dict[str, str] | None = None):
+              errors: dict[str, str] | None = None, flags: dict[tuple[str, int], str] | None = None):
+    """Outcomes whose costs to target (FLOPs and seconds alike) are `times`; `flags` marks runs capped or collapsed."""
     out = {}
     for arm, ts in times.items():
         for seed, t in enumerate(ts):
             err = (errors or {}).get(arm)
             acc = (accs or {}).get(arm, [0.9] * 9)[seed]
-            result = None if err else {"time_to_target_s": t, "final": {"test/acc": acc}}
+            flag = (flags or {}).get((arm, seed))
+            result = None if err else {"time_to_target_s": t, "flops_to_target": t, "final": {"test/acc": acc},
+                                       "train_seconds": 10.0, "steps": 100, "capped": flag == "capped",
+                                       "collapsed": flag == "collapsed"}
             out[(arm, seed)] = {"arm": arm, "seed": seed, "result": result, "error": err,
                                 "diverged": bool(err and "nan" in err), "reused": False, "state": None}
     return out
@@ -95,8 +99,8 @@ def test_measured_verdicts_follow_the_interaction_interval(ab_times, verdict):
     accs = {"baseline": [0.90, 0.91, 0.89, 0.90, 0.90], a: [0.89, 0.90, 0.88, 0.89, 0.89],
             b: [0.90, 0.91, 0.89, 0.90, 0.90], matrix.arm_name((a, b)): [0.87, 0.88, 0.86, 0.87, 0.87]}
     outcomes = _outcomes(times, accs)
-    singles = comb.single_rows(plan, outcomes, list(range(5)))
-    row = comb.pair_row(plan, outcomes, list(range(5)), a, b, None, singles)
+    singles = comb.single_rows(plan, outcomes, list(range(5)), "flops")
+    row = comb.pair_row(plan, outcomes, list(range(5)), a, b, None, singles, "flops")
     assert row["verdict"] == verdict, row["reason"]
     assert row["dacc_a"] == pytest.approx(-0.01) and row["dacc_b"] == pytest.approx(0.0)
     assert row["dacc_ab"] == pytest.approx(-0.03) and row["dacc_excess"] == pytest.approx(-0.02)
@@ -118,6 +122,66 @@ def test_failures_become_verdicts_with_reasons():
     assert row["verdict"] == "incompatible" and row["s_ab"] is None and "not run" in row["reason"]
 
 
+def test_wall_clock_verdicts_stand_only_beyond_the_timing_noise_floor():
+    plan = _plan()
+    a, b = plan.names
+    seeds = list(range(5))
+    times = {"baseline": [10.0, 10.5, 9.5, 10.2, 10.0], a: [5.0, 5.25, 4.75, 5.1, 5.0],
+             b: [8.0, 8.4, 7.6, 8.16, 8.0], matrix.arm_name((a, b)): [2.0, 2.1, 1.9, 2.05, 2.0]}  # interaction 2
+    outcomes = _outcomes(times)
+
+    def verdicts(floor):
+        singles = comb.single_rows(plan, outcomes, seeds, "seconds", floor)
+        return singles[a]["verdict"], comb.pair_row(plan, outcomes, seeds, a, b, None, singles, "seconds", floor)
+
+    single, pair = verdicts(1.1)  # S_A = 2 > 1.1; interaction 2 > 1.1^2
+    assert single == "faster" and pair["verdict"] == "synergy" and "noise floor squared (1.21)" in pair["reason"]
+    single, pair = verdicts(1.5)  # interaction 2 < 1.5^2: within what timing noise can make of four runs
+    assert single == "faster" and pair["verdict"] == "stacks"
+    single, pair = verdicts(None)  # no A/A control: the noise is unmeasured
+    assert single == "inconclusive (timing noise)" and pair["verdict"] == "stacks"
+    assert "no A/A control" in pair["reason"]
+    singles = comb.single_rows(plan, outcomes, seeds, "flops", None)  # FLOPs are not timed: no floor needed
+    assert singles[a]["verdict"] == "faster"
+    assert comb.pair_row(plan, outcomes, seeds, a, b, None, singles, "flops")["verdict"] == "synergy"
+
+
+def test_capped_and_collapsed_runs_are_verdicts_and_capped_accuracy_is_left_out():
+    plan = _plan()
+    a, b = plan.names
+    ab, seeds = matrix.arm_name((a, b)), list(range(5))
+    times = {"baseline": [10.0] * 5, a: [5.0] * 5, b: [None] * 5, ab: [None, 4.0, 4.0, 4.0, 4.0]}
+    accs = {"baseline": [0.9] * 5, a: [0.9] * 5, b: [0.5, 0.88, 0.88, 0.88, 0.88], ab: [0.2, 0.9, 0.9, 0.9, 0.9]}
+    flags = {(b, 0): "capped", (ab, 0): "capped"}
+    outcomes = _outcomes(times, accs, flags=flags)
+    singles = comb.single_rows(plan, outcomes, seeds, "flops")
+    assert singles[b]["verdict"] == "capped"
+    assert singles[b]["dacc"] == pytest.approx(-0.02)  # seed 0's capped 0.5 is not an accuracy loss
+    row = comb.pair_row(plan, outcomes, seeds, a, b, None, singles, "flops")
+    assert row["verdict"] == "capped" and "seed(s) 0" in row["reason"]
+    collapsed = _outcomes(times, accs, flags={(ab, 0): "collapsed"})
+    row = comb.pair_row(plan, collapsed, seeds, a, b, None, comb.single_rows(plan, collapsed, seeds, "flops"), "flops")
+    assert row["verdict"] == "collapsed"
+
+
+def test_the_summary_leads_with_flops_keeps_wall_clock_beside_and_states_its_protocol():
+    plan = _plan()
+    a, b = plan.names
+    seeds = list(range(5))
+    times = {"baseline": [10.0, 10.5, 9.5, 10.2, 10.0], "baseline_aa": [10.0] * 5, a: [5.0] * 5, b: [8.0] * 5,
+             matrix.arm_name((a, b)): [4.0] * 5}
+    outcomes = _outcomes(times)
+    for seed, factor in enumerate([1.0, 1.02, 0.97, 1.05, 1.0]):  # the A/A replicate's clock per step
+        outcomes[("baseline_aa", seed)]["result"]["train_seconds"] = 10.0 * factor
+    assert plan.aa_arm == "baseline_aa"
+    summary = comb.summarise(plan, outcomes, seeds, {"protocol": {"target_rule": "a rule"}}, aa_arm=plan.aa_arm)
+    assert summary["cost"] == "flops" and summary["secondary"]["cost"] == "seconds"
+    assert summary["protocol"]["noise_floor"] == pytest.approx(1.05)
+    assert summary["protocol"]["target_rule"] == "a rule" and "93.8%" in summary["protocol"]["interval_method"]
+    with pytest.raises(ValueError, match="cost 'joules'"):
+        comb.summarise(plan, outcomes, seeds, {}, cost="joules")
+
+
 # ---------------------------------------------------------------- real runs
 
 def _matrix(args: list[str]) -> int:
@@ -132,7 +196,7 @@ def test_matrix_runs_writes_its_outputs_and_reuses_mlflow_runs(project, capsys):
     assert [(r["a"], r["b"]) for r in rows] == [(names[0], names[1]), (names[0], names[2]), (names[1], names[2])]
     assert all(r["verdict"] in ("range only (under 5 seeds)", "missed target", "not measurable") for r in rows)
     summary = json.loads(Path("reports/combinability.json").read_text())
-    total = (1 + 1 + 3 + 3) * 2  # teacher, baseline, three singles, three pairs; two seeds
+    total = (1 + 2 + 3 + 3) * 2  # teacher, baseline and its A/A control, three singles, three pairs; two seeds
     assert summary["runs"] == {"run": total, "reused": 0, "failed": 0}
     assert Path("reports/combinability.png").read_bytes()[:4] == b"\x89PNG"
     first = {(p["a"], p["b"]): p["s_ab"] for p in summary["pairs"]}
@@ -249,3 +313,24 @@ def test_params_drive_the_matrix_and_explicit_flags_win(project):
     assert summary["pairs"][0]["verdict"] != "failed"  # fixed_point ran with params.yaml's setting
     assert "'mnist_cnn'" in summary["recipe_rule"]
     assert math.isfinite(summary["baseline"]["test_acc"][0])
+
+
+def test_calibrate_matrix_preregisters_the_target_the_matrix_then_uses(project, capsys):
+    sets = sum((["--set", s] for s in SMOKE), [])
+    args = ["calibrate", "matrix", "--scale", "smoke", "--seeds", "1", "--no-track", *sets]
+    assert main(args) == 0
+    record = json.loads(Path("reports/preregistered/matrix/smoke.json").read_text())
+    assert record["recipe"] == {"name": "mnist_cnn", "overrides": SMOKE} and record["seeds"] == [1000]
+    assert list(record["targets"]) == ["baseline"]  # only the baseline ran
+    assert _matrix(["--techniques", "lars", "--seeds", "1", "--no-track"]) == 0
+    summary = json.loads(Path("reports/combinability.json").read_text())
+    assert summary["target"]["value"] == record["targets"]["baseline"]["value"]
+    assert summary["protocol"]["target_rule"].startswith("pre-registered")
+    capsys.readouterr()
+    # Made for other overrides: refused in one line, nothing written over.
+    before = Path("reports/combinability.json").read_bytes()
+    assert main(["matrix", "--scale", "smoke", "--seeds", "1", "--no-track", "--techniques", "lars",
+                 "--set", "target.value=0.2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "rerun effitrain calibrate matrix" in err[0]
+    assert Path("reports/combinability.json").read_bytes() == before

@@ -288,3 +288,16 @@ def test_empty_runs_dir_says_how_to_produce_results(tmp_path: Path, exists: bool
         runs.mkdir()
     index = build_report(runs, tmp_path / "out", pdf=False).read_text(encoding="utf-8")
     assert "No results" in index and "effitrain reproduce PAPER --scale cpu" in index
+
+
+def test_combinability_page_states_the_protocol_and_shows_wall_clock_beside_flops() -> None:
+    from harness.report import html
+    from tests.helpers import combinability
+
+    page = html.combinability_page(combinability(table("cpu", "b").provenance), heatmap=False)
+    flops, seconds = page.index("<h2>In counted FLOPs to target</h2>"), page.index(
+        "<h2>In training-clock seconds to target</h2>")
+    assert flops < seconds  # the machine-independent cost leads
+    assert "inconclusive (timing noise)" in page[seconds:] and "capped" in page[seconds:]
+    assert "1.07x (largest timing ratio between baseline_aa and the baseline" in page
+    assert "bf16_autocast+distillation seed 2" in page and "reports/preregistered/matrix/cpu.json" in page

@@ -35,7 +35,7 @@ from typing import Any
 from harness.experiments.executors import EXECUTORS, threads_per_job
 from harness.experiments.jobs import Job, Outcome
 from harness.experiments.progress import Progress
-from harness.experiments.reproduce import run_phases
+from harness.experiments.reproduce import interleaved, run_phases
 from harness.recipes import Arm, Recipe, apply_overrides, get_recipe
 from harness.runner import validate
 from harness.techniques import conflict_reason, get_technique, techniques
@@ -59,6 +59,12 @@ class Plan:
     names: tuple[str, ...]
     pairs: tuple[tuple[str, str, str | None], ...]  # (a, b, reason it cannot compose or None)
     recipe: Recipe = field(repr=False)
+    target_rule: str | None = None  # how the target was fixed (harness.experiments.preregister.apply)
+
+    @property
+    def aa_arm(self) -> str | None:
+        """The baseline's A/A control arm, when the plan has one."""
+        return next((a.name for a in self.recipe.arms if a.replicate_of), None)
 
     @property
     def arms(self) -> tuple[Arm, ...]:
@@ -93,11 +99,16 @@ def arm_name(names: tuple[str, ...] | list[str]) -> str:
 
 
 def make_plan(recipe_name: str, scale: str, overrides: list[str] | tuple[str, ...] = (),
-              names: list[str] | None = None, settings: dict[str, dict[str, Any]] | None = None) -> Plan:
+              names: list[str] | None = None, settings: dict[str, dict[str, Any]] | None = None, *,
+              aa_control: bool = True, preregistered: dict[str, Any] | None = None,
+              preregistered_path: Any = None) -> Plan:
     """Build the matrix recipe; raises ValueError on an unknown technique, recipe, override or setting.
 
     `settings` maps a technique to the keyword arguments it runs with in every arm it is part of
     (params.yaml's combine.settings); a technique without one runs with its constructor's defaults.
+    With `aa_control` the baseline runs twice per seed (`baseline_aa`, the timing noise floor). A
+    `preregistered` record (`effitrain calibrate matrix`) sets the target; it must have been made for
+    the same recipe, scale and overrides.
     """
     known = list(techniques())
     chosen = list(dict.fromkeys(names)) if names else known
@@ -122,8 +133,18 @@ def make_plan(recipe_name: str, scale: str, overrides: list[str] | tuple[str, ..
     arms += [Arm(arm_name((a, b)), techniques=(a, b), description=f"{a} with {b}", technique_kwargs=kw(a, b))
              for a, b, why in pairs if not why]
     recipe = replace(base, arms=tuple(arms), baseline_arm="baseline", paper=None)
+    recipe = recipe.with_aa_control() if aa_control else recipe
+    rule = None
+    if preregistered is not None:
+        from harness.experiments import preregister
+
+        made_for = preregistered.get("recipe")
+        if made_for != {"name": recipe_name, "overrides": list(overrides)}:
+            raise ValueError(f"{preregistered_path}: pre-registered for {made_for}, not recipe '{recipe_name}' with "
+                             f"{list(overrides)}; rerun effitrain calibrate matrix")
+        recipe, rule = preregister.apply(recipe, preregistered, preregistered_path)
     validate(recipe, [0])  # checks every arm's technique kwargs against the constructors
-    return Plan(recipe_name, scale, tuple(overrides), tuple(chosen), pairs, recipe)
+    return Plan(recipe_name, scale, tuple(overrides), tuple(chosen), pairs, recipe, rule)
 
 
 def recipe_rule(plan: Plan) -> str:
@@ -171,6 +192,6 @@ def run_matrix(plan: Plan, seeds: list[int], executor: str = "inprocess", worker
         Tracker(tracking_uri)._experiment(EXPERIMENT)
     jobs = [Job(plan.recipe, arm.name, seed, EXPERIMENT, data_root, tracking_uri, parent_run_id,
                 {"matrix.recipe": plan.recipe_name}, threads=threads_per_job(executor, workers), rerun=rerun,
-                resume=resume, devices=devices) for seed in seeds for arm in plan.arms]
+                resume=resume, devices=devices) for seed in seeds for arm in interleaved(plan.recipe, seed)]
     bar = Progress(len(jobs), "matrix", quiet=progress is False or not lead)
     return run_phases(jobs, executor, workers, ray_address, bar, fail_fast=False)

@@ -86,8 +86,11 @@ def _grids(recipe: Recipe, tune: list[str]) -> dict[str, list[list[str]]]:
 
 def calibrate(recipe: Recipe, seeds: int, tune: list[str], *, paper: str, out: Path, data_root: str = "datasets",
               executor: str = "inprocess", workers: int | None = None, tracking_uri: str | None = None,
-              command: str = "", quiet: bool = True) -> dict[str, Any]:
-    """Tune the named arms, then run every baseline arm at its chosen setting; write and return the record."""
+              command: str = "", quiet: bool = True, made_for: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Tune the named arms, then run every baseline arm at its chosen setting; write and return the record.
+
+    `made_for` (the matrix's recipe name and overrides) is kept in the record, so a record is never applied
+    to a recipe it was not calibrated on."""
     from harness.experiments.jobs import Job
     from harness.experiments.progress import Progress
     from harness.experiments.reproduce import run_phases
@@ -141,6 +144,8 @@ def calibrate(recipe: Recipe, seeds: int, tune: list[str], *, paper: str, out: P
     record = {"format": FORMAT, "paper": paper, "scale": recipe.scale, "rule": RULE, "seeds": cal_seeds,
               "command": command, "created": datetime.now(UTC).isoformat(timespec="seconds"),
               "targets": targets, "tuning": tuning, "overrides": chosen}
+    if made_for is not None:
+        record["recipe"] = made_for
     from harness.results.schema import write_json
 
     write_json(record, out)

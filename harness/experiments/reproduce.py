@@ -28,12 +28,12 @@ from harness.results.stats import (
     claim_verdict,
     for_fidelity,
     interval_method,
-    median,
     median_interval,
     noise_floor,
     ordering_verdict,
     paired_differences,
     speedup,
+    summarise_values,
 )
 from harness.runner import RunResult, arm_order, baseline_of, validate
 from harness.tracking import Tracker, provenance
@@ -253,7 +253,7 @@ def _value_claim(claim: Any, results: dict[str, list[RunResult]]) -> dict[str, A
 
     if claim.kind == "ordering":  # gaps between consecutive arms, paired by seed; the measured value is the smallest
         gaps = [paired_differences(values(hi), values(lo)) for lo, hi in zip(claim.arms, claim.arms[1:])]
-        summaries = [_interval(g) for g in gaps]
+        summaries = [summarise_values(g) for g in gaps]
         low = min((s[1] for s in summaries), default=None) if all(s[1] is not None for s in summaries) else None
         smallest = min(summaries, key=lambda s: s[0])
         out = {"measured": smallest[0], "low": low, "high": smallest[2], "n_seeds": len(gaps[0]),
@@ -264,19 +264,11 @@ def _value_claim(claim: Any, results: dict[str, list[RunResult]]) -> dict[str, A
     vals = values(claim.arm)
     if claim.minus_arm:
         vals = paired_differences(vals, values(claim.minus_arm))
-    point, low, high, cov = _interval(vals)
+    point, low, high, cov = summarise_values(vals)
     out = {"measured": point, "low": low, "high": high, "n_seeds": len(vals), "coverage": cov}
     if cov is None:
         return {**out, "verdict": "range only (under 5 seeds)" if claim.claimed is not None else "no number to compare"}
     return {**out, "verdict": claim_verdict(claim.kind, claim.claimed, claim.tolerance, low, high, claim.claimed_high)}
-
-
-def _interval(values: list[float]) -> tuple[float | None, float | None, float | None, float | None]:
-    """Median, interval (the range under MIN_SEEDS) and its coverage (None for a range)."""
-    if not values:
-        return None, None, None, None
-    ci = median_interval(values)
-    return (median(values), *(ci if ci else (min(values), max(values), None)))
 
 
 def _speedup_claim(claim: Any, recipe: Recipe, results: dict[str, list[RunResult]],

@@ -38,7 +38,7 @@ __all__ = [
     "speedup_cell", "ratio", "points", "share", "metric_label", "target_text", "arm_order", "final_test_metrics",
     "arm_cells", "theoretical_cell", "ClaimCells", "claim_cells", "counts", "verdict_counts", "VERDICT_CLASS",
     "CLAIM_VERDICT_ORDER", "PAIR_VERDICT_CLASS", "SPEEDUP_VERDICT_ORDER", "provenance_rows", "combinability_facts",
-    "combinability_rows", "sorted_tables", "format_summary", "MATRIX_HOWTO", "SCALE_ORDER", "plural",
+    "combinability_rows", "cost_words", "sorted_tables", "format_summary", "MATRIX_HOWTO", "SCALE_ORDER", "plural",
     "MIN_SEEDS", "NO_VERDICT", "PROTOCOL", "PROTOCOL_INTRO", "PROJECT_ROOT", "min_seeds", "too_few_seeds",
     "cost_first", "cost_order", "speedup_parts", "speedup_summary", "kind_text", "fidelity_text", "flops_text",
     "protocol_rows", "protocol_missing", "CodeStatus", "code_status", "code_statuses", "table_key",
@@ -428,7 +428,7 @@ SPEEDUP_VERDICT_ORDER = [SpeedupVerdict.FASTER, SpeedupVerdict.SLOWER, SpeedupVe
 PAIR_VERDICT_CLASS = {PairVerdict.SYNERGY: "syn", PairVerdict.STACKS: "ok", PairVerdict.OVERLAP: "maybe",
                       PairVerdict.INCOMPATIBLE: "skip", PairVerdict.NOT_MEASURABLE: "skip",
                       PairVerdict.RANGE_ONLY: "skip", PairVerdict.MISSED_TARGET: "bad", PairVerdict.DIVERGED: "bad",
-                      PairVerdict.FAILED: "bad"}
+                      PairVerdict.FAILED: "bad", PairVerdict.COLLAPSED: "bad", PairVerdict.CAPPED: "skip"}
 # Verdicts that judge a claim from its interval: withheld under the minimum of seeds.
 _JUDGED_CLAIMS = {ClaimVerdict.REPRODUCED, ClaimVerdict.NOT_REPRODUCED, ClaimVerdict.INCONCLUSIVE,
                   ClaimVerdict.CONSISTENT, ClaimVerdict.AGREES_SUBSTITUTE, ClaimVerdict.DIFFERS_SUBSTITUTE,
@@ -787,30 +787,56 @@ PROTOCOL: list[tuple[str, str]] = [
 
 # ---------------------------------------------------------------- the combinability matrix
 
+_COST_WORDS = {"flops": "counted FLOPs to target", "seconds": "training-clock seconds to target",
+               "steps": "steps to target", "samples": "samples to target"}
+
+
 def combinability_facts(comb: Combinability) -> list[tuple[str, str]]:
-    """What every pair shares, as (item, text): recipe and its rule, budget, target, seeds, order, command."""
+    """What every pair shares, as (item, text): recipe and its rule, budget, target, seeds, the protocol, command."""
     recipe = comb.recipe + (f": {comb.recipe_description}" if comb.recipe_description else "")
     runs = comb.runs or {}
-    return [("recipe", recipe), ("which recipe the pairs ran on", comb.recipe_rule),
+    pr = comb.protocol
+    cost = _COST_WORDS.get(comb.cost, comb.cost)
+    if comb.secondary is not None:
+        cost += f"; {_COST_WORDS.get(comb.secondary.cost, comb.secondary.cost)} beside it, in its own tables"
+    rows = [("recipe", recipe), ("which recipe the pairs ran on", comb.recipe_rule),
             ("budget", f"{comb.scale} scale: {comb.budget}"),
             ("overrides", ", ".join(comb.overrides) or "none"), ("target", target_text(comb.target)),
-            ("seeds", ", ".join(str(x) for x in comb.seeds) + f" ({len(comb.seeds)}, paired by seed)"),
-            ("composition order", " → ".join(comb.composition_order) or "—"),
-            ("command", comb.command), ("created", comb.created),
-            ("runs", ", ".join(f"{v} {k}" for k, v in runs.items()) or "—")]
+            ("speedups measured in", cost),
+            ("seeds", ", ".join(str(x) for x in comb.seeds) + f" ({len(comb.seeds)}, paired by seed)")]
+    if pr is not None:
+        floor = (f"{pr.noise_floor:.2f}x (largest timing ratio between {pr.aa_arm} and the baseline on one seed); "
+                 "wall-clock speedups within it are inconclusive, interactions are widened by its square"
+                 if pr.noise_floor else "no A/A control ran: wall-clock verdicts are inconclusive (timing noise)")
+        rows += [("intervals", pr.interval_method), ("timing noise floor", floor),
+                 ("target rule", pr.target_rule or "—"), ("arm order", pr.arm_order),
+                 ("capped runs (left out of accuracy; cost unknown if the target was not reached first)",
+                  ", ".join(pr.capped_runs) or "none"),
+                 ("collapsed runs" + (f" (test accuracy at or below {pr.collapse_accuracy:.3f})"
+                                      if pr.collapse_accuracy else ""), ", ".join(pr.collapsed_runs) or "none")]
+    return rows + [("composition order", " → ".join(comb.composition_order) or "—"),
+                   ("command", comb.command), ("created", comb.created),
+                   ("runs", ", ".join(f"{v} {k}" for k, v in runs.items()) or "—")]
 
 
-def combinability_rows(comb: Combinability) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """The singles and the pairs of a combinability matrix as text cells."""
-    order = [t for t in comb.techniques if t in comb.singles]
-    order += sorted(set(comb.singles) - set(order))
+def combinability_rows(comb: Combinability, view: Any = None) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The singles and the pairs of a combinability matrix (or of one of its views, e.g. `comb.secondary`)
+    as text cells."""
+    view = view or comb
+    order = [t for t in comb.techniques if t in view.singles]
+    order += sorted(set(view.singles) - set(order))
     singles = []
     for name in order:
-        s = comb.singles[name]
+        s = view.singles[name]
         singles.append({"technique": name, "paper": s.paper or "—", "verdict": s.verdict or "—",
                         "speedup": ratio(s.speedup, s.low, s.high), "success": share(s.success_rate),
                         "dacc": points(s.dacc, s.dacc_low, s.dacc_high), "error": s.error or ""})
-    return singles, [_pair_cells(comb, p) for p in comb.pairs]
+    return singles, [_pair_cells(comb, p) for p in view.pairs]
+
+
+def cost_words(cost: str) -> str:
+    """'counted FLOPs to target' for 'flops'."""
+    return _COST_WORDS.get(cost, cost)
 
 
 def _pair_cells(comb: Combinability, p: Any) -> dict[str, str]:

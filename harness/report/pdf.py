@@ -396,33 +396,44 @@ def _tta_chapter(tables: list[ResultsTable], out_dir: Path) -> dict[str, Any]:
 _COMB_INTRO = ("Each pair of techniques is first checked against their declarations (declared conflicts, "
                "two owners of the number format or of the optimizer); a pair that composes is trained "
                "against the same baseline and seeds as its two single techniques. Speedups are medians over "
-               "seeds of the per-seed ratio of baseline to technique time to target, with the exact "
-               "order-statistic interval of the median (under 5 seeds, the range and no verdict); accuracy "
+               "seeds of the per-seed ratio of baseline to technique cost to target (the matrix's main cost is "
+               "named in its setting; wall-clock beside it is judged against the A/A timing noise floor), with "
+               "the exact order-statistic interval of the median (under 5 seeds, the range and no verdict); accuracy "
                "changes are medians of per-seed differences of test accuracy against the baseline.")
 
 
 def _comb_chapter(comb: Comb, out_dir: Path) -> dict[str, Any] | None:
-    """The combinability matrix: setting and recipe rule, heatmap, singles, every pair with verdict and reason."""
+    """The combinability matrix: setting and protocol, heatmap, singles and pairs in its main cost, then the
+    singles and pairs in the other (wall-clock beside FLOPs)."""
     if comb is None:
         return None
-    singles, pairs = cells.combinability_rows(comb)
     facts = [[k, v] for k, v in cells.combinability_facts(comb) if k != "budget"]
+    views = [comb] + ([comb.secondary] if comb.secondary is not None else [])
     return {
         "intro": _COMB_INTRO, "budget": f"{comb.scale} scale: {comb.budget}",
         "facts": _table(["item", "value"], [1.3, 5], facts, caption="The setting every pair shares."),
         "figure": _figure(out_dir, "combinability.png", "Pair verdicts and interactions (drawn by effitrain matrix).",
                           max_height_cm=14),
+        "views": [_comb_view(comb, v) for v in views],
+    }
+
+
+def _comb_view(comb: Comb, view: Any) -> dict[str, Any]:
+    singles, pairs = cells.combinability_rows(comb, view)
+    cost = cells.cost_words(view.cost)
+    return {
+        "title": f"In {cost}",
         "singles": _table(["technique", "paper", "speedup [interval]", "verdict", "reached", "test accuracy change"],
                           [1.6, 2.0, 1.4, 0.9, 0.7, 1.6],
                           [[s["technique"], s["paper"], s["speedup"], s["verdict"], s["success"],
                             s["dacc"] + (f"\n{s['error']}" if s["error"] else "")] for s in singles],
-                          caption="Single techniques against the baseline."),
+                          caption=f"Single techniques against the baseline, in {cost}."),
         "pairs": _table(["pair", "verdict", "reason", "S_A", "S_B", "S_AB", "interaction", "accuracy change"],
                         [1.5, 1.35, 2.8, 1.1, 1.1, 1.1, 1.1, 1.6],
                         [[p["pair"], p["verdict"], p["reason"], p["s_a"], p["s_b"], p["s_ab"], p["interaction"],
                           p["dacc"]] for p in pairs], [p["class"] or None for p in pairs],
-                        caption="Every pair: verdict, reason, speedups [intervals], interaction S_AB / (S_A · S_B) "
-                                "and the pair's accuracy change against the sum of the singles'."),
+                        caption=f"Every pair in {cost}: verdict, reason, speedups [intervals], interaction "
+                                "S_AB / (S_A · S_B) and the pair's accuracy change against the sum of the singles'."),
     }
 
 

@@ -3,13 +3,19 @@
 Definitions (DESIGN.md, "Combinability"), all against the matrix's one baseline
 and over the same seeds:
 
-- S_X = median over seeds of (baseline time to target / time to target of arm X),
+- S_X = median over seeds of (baseline cost to target / cost to target of arm X),
   paired by seed, with the exact order-statistic interval of that median
-  (`harness.results.stats.speedup`);
+  (`harness.results.stats.speedup`). The cost is counted FLOPs by default
+  (machine-independent, deterministic per seed); training-clock seconds go beside
+  it (`secondary`), judged against the A/A control's timing noise floor (DESIGN.md,
+  "Timing"); the matrix can be led by either (`combine.cost`);
 - interaction I = S_AB / (S_A * S_B) = (t_A * t_B) / (t_AB * t_base), per seed
   (the four arms of a seed share its data order and initialisation), then its
   median and interval. Its interval above 1: "synergy"; below 1: "overlap";
-  containing 1: "stacks". Under 5 seeds: the range, and no verdict;
+  containing 1: "stacks" (in wall-clock the interval is widened by the noise floor
+  squared first). Under 5 seeds: the range, and no verdict. A run that hit the time
+  guard before the target makes its arm "capped" (cost unknown) and is left out of
+  accuracy changes; a run at or below 1.5x chance makes it "collapsed";
 - accuracy change dacc_X = median over seeds of (test accuracy of X - of the
   baseline) on the same seed, and the pair's excess dacc_AB - (dacc_A + dacc_B).
 
@@ -33,10 +39,21 @@ import numpy as np
 
 from harness.results.atomic import atomic_write
 from harness.results.schema import PairVerdict, combinability_json
-from harness.results.stats import MIN_SEEDS, median, median_interval, paired_differences, speedup
+from harness.results.stats import (
+    MIN_SEEDS,
+    TIMING_NOISE,
+    interval_method,
+    median,
+    median_interval,
+    noise_floor,
+    paired_differences,
+    speedup,
+    summarise_values,
+)
 
-__all__ = ["MatrixPlan", "PAIR_COLUMNS", "ACC", "interaction", "accuracy_change", "single_rows",
-           "pair_row", "recipe_note", "summarise", "to_csv", "heatmap_png", "write_outputs"]
+__all__ = ["MatrixPlan", "PAIR_COLUMNS", "ACC", "COSTS", "COST_WORDS", "interaction", "accuracy_change",
+           "noise_floor_of", "single_rows", "pair_row", "recipe_note", "view", "summarise", "to_csv", "heatmap_png",
+           "write_outputs"]
 
 ACC = "test/acc"
 PAIR_COLUMNS = ("a", "b", "status", "verdict", "reason", "recipe", "recipe_note", "s_a", "s_a_low", "s_a_high",
@@ -72,16 +89,40 @@ class MatrixPlan(Protocol):
     def arm_name(self, a: str, b: str) -> str: ...  # the arm that runs a with b
 
 
-def _times(outcomes: Outcomes, arm: str, seeds: list[int]) -> list[float | None]:
-    """Times to target by seed; None for not reached or a failed run."""
-    results = [outcomes[(arm, s)]["result"] for s in seeds]
-    return [None if r is None else r["time_to_target_s"] for r in results]
+COSTS = {"flops": "flops_to_target", "seconds": "time_to_target_s", "steps": "steps_to_target",
+         "samples": "samples_to_target"}
+COST_WORDS = {"flops": "counted FLOPs to target", "seconds": "training-clock seconds to target",
+              "steps": "steps to target", "samples": "samples to target"}
+
+
+def _results(outcomes: Outcomes, arm: str, seeds: list[int]) -> list[dict[str, Any] | None]:
+    return [outcomes[(arm, s)]["result"] for s in seeds]
+
+
+def _times(outcomes: Outcomes, arm: str, seeds: list[int], cost: str = "seconds") -> list[float | None]:
+    """Costs to target by seed (`cost`: a key of COSTS); None for not reached or a failed run."""
+    key = COSTS[cost]
+    return [None if r is None else r.get(key) for r in _results(outcomes, arm, seeds)]
 
 
 def _accs(outcomes: Outcomes, arm: str, seeds: list[int]) -> list[float | None]:
-    """Final test accuracies by seed; None for a failed run."""
-    results = [outcomes[(arm, s)]["result"] for s in seeds]
-    return [None if r is None else r["final"].get(ACC) for r in results]
+    """Final test accuracies by seed; None for a failed run and for a capped one (left out of accuracy)."""
+    return [None if r is None or r.get("capped") else r["final"].get(ACC) for r in _results(outcomes, arm, seeds)]
+
+
+def _flagged(outcomes: Outcomes, arm: str, seeds: list[int], kind: str) -> list[int]:
+    """Seeds whose run of `arm` was `kind` ("capped" or "collapsed")."""
+    return [s for s, r in zip(seeds, _results(outcomes, arm, seeds)) if r is not None and r.get(kind)]
+
+
+def _broken(outcomes: Outcomes, arm: str, seeds: list[int], cost: str) -> str | None:
+    """"collapsed" when a run of the arm collapsed; "capped" when a capped run has no cost to target."""
+    if _flagged(outcomes, arm, seeds, "collapsed"):
+        return "collapsed"
+    capped = set(_flagged(outcomes, arm, seeds, "capped"))
+    if any(t is None for s, t in zip(seeds, _times(outcomes, arm, seeds, cost)) if s in capped):
+        return "capped"
+    return None
 
 
 def _error(outcomes: Outcomes, arm: str, seeds: list[int]) -> tuple[str | None, bool]:
@@ -93,18 +134,21 @@ def _error(outcomes: Outcomes, arm: str, seeds: list[int]) -> tuple[str | None, 
     return None, False
 
 
-def _summary(values: list[float]) -> tuple[float | None, float | None, float | None]:
-    """Median and exact interval over seeds; the range of the seeds under MIN_SEEDS."""
-    if not values:
-        return None, None, None
-    ci = median_interval(values)
-    return (median(values), *(ci[:2] if ci else (min(values), max(values))))
+def noise_floor_of(outcomes: Outcomes, seeds: list[int], aa_arm: str | None) -> float | None:
+    """The A/A control's timing noise floor: training-clock seconds per step, baseline against its replicate."""
+    if not aa_arm or any((a, s) not in outcomes for a in ("baseline", aa_arm) for s in seeds):
+        return None
+
+    def clock(arm: str) -> list[float]:
+        return [0.0 if r is None or not r.get("steps") else r["train_seconds"] / r["steps"]
+                for r in _results(outcomes, arm, seeds)]
+    return noise_floor(clock("baseline"), clock(aa_arm))
 
 
 def accuracy_change(base: list[float | None],
                     arm: list[float | None]) -> tuple[float | None, float | None, float | None]:
     """Median paired difference arm - baseline over seeds where both have a value, with its interval."""
-    return _summary(paired_differences(arm, base))
+    return summarise_values(paired_differences(arm, base))[:3]
 
 
 def interaction(base: list[float | None], a: list[float | None], b: list[float | None],
@@ -113,20 +157,27 @@ def interaction(base: list[float | None], a: list[float | None], b: list[float |
     and initialisation), then its median and interval over the seeds where all four reached the target."""
     per_seed = [ta * tb / (tab * t0) for t0, ta, tb, tab in zip(base, a, b, ab, strict=True)
                 if None not in (t0, ta, tb, tab) and tab * t0 > 0]
-    return _summary(per_seed)
+    return summarise_values(per_seed)[:3]
 
 
-def single_rows(plan: MatrixPlan, outcomes: Outcomes, seeds: list[int]) -> dict[str, dict[str, Any]]:
-    """Speedup and accuracy change of every technique alone against the baseline."""
-    base_t, base_a = _times(outcomes, "baseline", seeds), _accs(outcomes, "baseline", seeds)
+def single_rows(plan: MatrixPlan, outcomes: Outcomes, seeds: list[int], cost: str = "seconds",
+                floor: float | None = None) -> dict[str, dict[str, Any]]:
+    """Speedup (in `cost` to target) and accuracy change of every technique alone against the baseline.
+
+    Wall-clock verdicts need the A/A noise `floor`: inside it, or without one, "inconclusive (timing noise)".
+    """
+    base_t, base_a = _times(outcomes, "baseline", seeds, cost), _accs(outcomes, "baseline", seeds)
     rows = {}
     for name in plan.names:
-        sp = speedup(base_t, _times(outcomes, name, seeds))
+        sp = speedup(base_t, _times(outcomes, name, seeds, cost), floor if cost == "seconds" else None)
+        if cost == "seconds" and floor is None and sp["verdict"] in ("faster", "slower"):
+            sp["verdict"] = TIMING_NOISE
         dacc, dlo, dhi = accuracy_change(base_a, _accs(outcomes, name, seeds))
         error, diverged = _error(outcomes, name, seeds)
         broke = PairVerdict.DIVERGED if diverged else PairVerdict.FAILED
+        verdict = broke.value if error else _broken(outcomes, name, seeds, cost) or sp["verdict"]
         rows[name] = {"paper": plan.papers.get(name), "speedup": sp["speedup"], "low": sp["low"], "high": sp["high"],
-                      "verdict": broke.value if error else sp["verdict"], "success_rate": sp["success_rate"],
+                      "verdict": verdict, "success_rate": sp["success_rate"],
                       "dacc": dacc, "dacc_low": dlo, "dacc_high": dhi, "error": error}
     return rows
 
@@ -149,7 +200,7 @@ def _pp(v: float | None) -> str:
 
 
 def pair_row(plan: MatrixPlan, outcomes: Outcomes, seeds: list[int], a: str, b: str, why: str | None,
-             singles: dict[str, dict[str, Any]]) -> dict[str, Any]:
+             singles: dict[str, dict[str, Any]], cost: str = "seconds", floor: float | None = None) -> dict[str, Any]:
     """One row of the matrix: static verdict, or measured speedups, interaction and accuracy changes."""
     row: dict[str, Any] = {k: None for k in PAIR_COLUMNS}
     row.update(a=a, b=b, recipe=plan.recipe_name, recipe_note=recipe_note(plan, a, b), seeds=len(seeds))
@@ -157,9 +208,10 @@ def pair_row(plan: MatrixPlan, outcomes: Outcomes, seeds: list[int], a: str, b: 
         row.update(status="incompatible", verdict=PairVerdict.INCOMPATIBLE.value, reason=f"not run: {why}")
         return row
     ab = plan.arm_name(a, b)
-    base_t, base_a = _times(outcomes, "baseline", seeds), _accs(outcomes, "baseline", seeds)
-    sp = speedup(base_t, _times(outcomes, ab, seeds))
-    inter = interaction(base_t, _times(outcomes, a, seeds), _times(outcomes, b, seeds), _times(outcomes, ab, seeds))
+    base_t, base_a = _times(outcomes, "baseline", seeds, cost), _accs(outcomes, "baseline", seeds)
+    sp = speedup(base_t, _times(outcomes, ab, seeds, cost))
+    inter = interaction(base_t, _times(outcomes, a, seeds, cost), _times(outcomes, b, seeds, cost),
+                        _times(outcomes, ab, seeds, cost))
     dacc_ab = accuracy_change(base_a, _accs(outcomes, ab, seeds))[0]
     da, db = singles[a]["dacc"], singles[b]["dacc"]
     dsum = None if da is None or db is None else da + db
@@ -167,37 +219,50 @@ def pair_row(plan: MatrixPlan, outcomes: Outcomes, seeds: list[int], a: str, b: 
                s_b=singles[b]["speedup"], s_b_low=singles[b]["low"], s_b_high=singles[b]["high"],
                s_ab=sp["speedup"], s_ab_low=sp["low"], s_ab_high=sp["high"], interaction=inter[0],
                interaction_low=inter[1], interaction_high=inter[2],
-               acc_base=median([v for v in base_a if v is not None]), dacc_a=da, dacc_b=db, dacc_ab=dacc_ab,
+               acc_base=median([v for v in base_a if v is not None]) if any(v is not None for v in base_a) else None,
+               dacc_a=da, dacc_b=db, dacc_ab=dacc_ab,
                dacc_sum=dsum, dacc_excess=None if dsum is None or dacc_ab is None else dacc_ab - dsum,
                success_ab=sp["success_rate"])
-    verdict, row["reason"] = _verdict(row, outcomes, seeds, ab, base_t, singles)
+    verdict, row["reason"] = _verdict(row, outcomes, seeds, ab, base_t, singles, cost, floor)
     row["verdict"] = verdict.value
     return row
 
 
 def _verdict(row: dict[str, Any], outcomes: Outcomes, seeds: list[int], ab: str, base_t: list[float | None],
-             singles: dict[str, dict[str, Any]]) -> tuple[PairVerdict, str]:
+             singles: dict[str, dict[str, Any]], cost: str, floor: float | None) -> tuple[PairVerdict, str]:
     """The measured verdict of a composing pair and its reason in words."""
     a, b = row["a"], row["b"]
     error, diverged = _error(outcomes, ab, seeds)
     if error:
         return (PairVerdict.DIVERGED if diverged else PairVerdict.FAILED), f"{a} with {b}, {error}"
+    broken = _broken(outcomes, ab, seeds, cost)
+    if broken == "collapsed":
+        return PairVerdict.COLLAPSED, (f"{a} with {b} collapsed (test accuracy at or below 1.5x chance) on seed(s) "
+                                       f"{', '.join(map(str, _flagged(outcomes, ab, seeds, 'collapsed')))}")
+    if broken == "capped":
+        return PairVerdict.CAPPED, (f"{a} with {b} hit the training-time guard before the target on seed(s) "
+                                    f"{', '.join(map(str, _flagged(outcomes, ab, seeds, 'capped')))}: its cost is "
+                                    "unknown, not measured")
     n, base_hits = len(seeds), sum(t is not None for t in base_t)
     if base_hits * 2 <= n:
         return PairVerdict.NOT_MEASURABLE, f"the baseline reached the target in only {base_hits} of {n} seeds"
     if row["s_ab"] is None or row["s_ab"] == 0:
-        reached = sum(t is not None for t in _times(outcomes, ab, seeds))
+        reached = sum(t is not None for t in _times(outcomes, ab, seeds, cost))
         return PairVerdict.MISSED_TARGET, f"{a} with {b} reached the target in {reached} of {n} seeds within the budget"
     for x in (a, b):
         if singles[x]["error"] or not singles[x]["speedup"]:
             return PairVerdict.NOT_MEASURABLE, (
                 f"{x} alone {'failed' if singles[x]['error'] else 'missed the target'}, so S_{x} and the "
                 f"interaction are undefined (the pair: S_AB = {_x(row['s_ab'])})")
-    return _measured(row)
+    return _measured(row, cost, floor)
 
 
-def _measured(row: dict[str, Any]) -> tuple[PairVerdict, str]:
-    """Stacks, synergy or overlap from the interaction and its interval, with the numbers in words."""
+def _measured(row: dict[str, Any], cost: str = "seconds", floor: float | None = None) -> tuple[PairVerdict, str]:
+    """Stacks, synergy or overlap from the interaction and its interval, with the numbers in words.
+
+    In wall-clock the interval is first widened by the square of the A/A noise floor (the interaction is the
+    product of two timing ratios); without an A/A control a wall-clock interaction gets no verdict beyond
+    "stacks"."""
     i, lo, hi = row["interaction"], row["interaction_low"], row["interaction_high"]
     acc = (f"; accuracy change {_pp(row['dacc_ab'])} for the pair against {_pp(row['dacc_sum'])} summed over the "
            f"singles ({_pp(row['dacc_excess'])} excess)")
@@ -206,23 +271,52 @@ def _measured(row: dict[str, Any]) -> tuple[PairVerdict, str]:
     if row["seeds"] < MIN_SEEDS:
         return PairVerdict.RANGE_ONLY, (f"{nums}, range [{_x(lo)}, {_x(hi)}] over {row['seeds']} seeds (no verdict "
                                         f"under {MIN_SEEDS}){acc}")
-    verdict = PairVerdict.SYNERGY if lo > 1 else PairVerdict.OVERLAP if hi < 1 else PairVerdict.STACKS
+    wide, noise = 1.0, ""
+    if cost == "seconds":
+        wide = float("inf") if floor is None else max(floor, 1.0) ** 2
+        noise = (" (no A/A control: wall-clock noise unmeasured)" if floor is None else
+                 f", judged beyond the timing noise floor squared ({_x(wide)})")
+    verdict = (PairVerdict.SYNERGY if lo > wide else PairVerdict.OVERLAP if hi * wide < 1 else PairVerdict.STACKS)
     meaning = {PairVerdict.SYNERGY: "the interval lies above 1: the pair gains more than the product of the singles",
                PairVerdict.OVERLAP: "the interval lies below 1: the pair gains less than the product of the singles",
                PairVerdict.STACKS: "the interval contains 1: the speedups multiply within the seeds' spread"}[verdict]
-    return verdict, f"{nums} [{_x(lo)}, {_x(hi)}]; {meaning}{acc}"
+    return verdict, f"{nums} [{_x(lo)}, {_x(hi)}]{noise}; {meaning}{acc}"
+
+
+def view(plan: MatrixPlan, outcomes: Outcomes, seeds: list[int], cost: str,
+         floor: float | None) -> dict[str, Any]:
+    """Singles and pairs measured in one cost to target."""
+    singles = single_rows(plan, outcomes, seeds, cost, floor)
+    pairs = [pair_row(plan, outcomes, seeds, a, b, why, singles, cost, floor) for a, b, why in plan.pairs]
+    return {"cost": cost, "singles": singles, "pairs": pairs}
 
 
 # ---------------------------------------------------------------- outputs
 
-def summarise(plan: MatrixPlan, outcomes: Outcomes, seeds: list[int], meta: dict[str, Any]) -> dict[str, Any]:
+def summarise(plan: MatrixPlan, outcomes: Outcomes, seeds: list[int], meta: dict[str, Any],
+              cost: str = "flops", aa_arm: str | None = None) -> dict[str, Any]:
     """The whole matrix as one JSON-ready dict, in the schema of `harness.results.schema.Combinability`.
 
-    `meta` adds command, created, code_version, executor and provenance; `write_outputs` validates.
+    S and the interactions are measured in `cost` to target (a key of COSTS); the other of FLOPs and
+    wall-clock goes to `secondary`. `aa_arm` is the baseline's A/A control, whose timing gives the noise
+    floor. `meta` adds command, created, code_version, executor, provenance and a partial `protocol`
+    (classes, collapse_accuracy, target_rule); `write_outputs` validates.
     """
-    singles = single_rows(plan, outcomes, seeds)
-    pairs = [pair_row(plan, outcomes, seeds, a, b, why, singles) for a, b, why in plan.pairs]
+    if cost not in COSTS:
+        raise ValueError(f"cost '{cost}' is not one of {', '.join(COSTS)}")
+    floor = noise_floor_of(outcomes, seeds, aa_arm)
+    main = view(plan, outcomes, seeds, cost, floor)
+    other = "seconds" if cost != "seconds" else "flops"
     recipe = plan.recipe
+    arms = sorted({a for a, _ in outcomes})
+    flagged = {kind: [f"{a} seed {s}" for a in arms for s in _flagged(outcomes, a, seeds, kind)]
+               for kind in ("capped", "collapsed")}
+    protocol = {"min_seeds": MIN_SEEDS, "interval_method": interval_method(len(seeds)),
+                "coverage": median_interval(list(range(len(seeds))))[2] if len(seeds) >= MIN_SEEDS else None,
+                "noise_floor": floor, "aa_arm": aa_arm,
+                "arm_order": "reference arms first, then the arms of each seed in an order drawn from the seed",
+                "classes": None, "collapse_accuracy": None, "capped_runs": flagged["capped"],
+                "collapsed_runs": flagged["collapsed"], "target_rule": None, **meta.pop("protocol", {})}
     return {
         "scale": plan.scale, "recipe": plan.recipe_name, "recipe_description": recipe.description,
         "budget": f"{recipe.budget.describe()}; batch {recipe.batch_size}", "overrides": list(plan.overrides),
@@ -234,7 +328,8 @@ def summarise(plan: MatrixPlan, outcomes: Outcomes, seeds: list[int], meta: dict
                  "failed": sum(bool(o["error"]) for o in outcomes.values())},
         "baseline": {"time_to_target_s": _times(outcomes, "baseline", seeds),
                      "test_acc": _accs(outcomes, "baseline", seeds)},
-        "singles": singles, "pairs": pairs,
+        "singles": main["singles"], "pairs": main["pairs"], "cost": cost,
+        "secondary": view(plan, outcomes, seeds, other, floor), "protocol": protocol,
     }
 
 

@@ -34,7 +34,7 @@ from harness.results.atomic import atomic_write
 __all__ = [
     "SCHEMA_VERSION", "SCALE_ORDER", "ClaimVerdict", "SpeedupVerdict", "PairVerdict", "Target", "Run", "ArmResult",
     "Speedup", "CostSpeedup", "ClaimResult", "Provenance", "Protocol",
-    "CardSummary", "ResultsTable", "Single", "Pair", "BaselineTimes",
+    "CardSummary", "ResultsTable", "Single", "Pair", "BaselineTimes", "CostView",
     "Combinability", "variant", "load_table", "load_combinability", "write_table", "write_combinability",
     "combinability_json", "write_json", "to_json",
 ]
@@ -74,6 +74,7 @@ class SpeedupVerdict(StrEnum):
     TIMING_NOISE = "inconclusive (timing noise)"  # the interval excludes 1 but not the A/A noise floor
     RANGE_ONLY = "range only (under 5 seeds)"
     COLLAPSED = "collapsed"
+    CAPPED = "capped"  # the matrix: a run hit its time guard before the target, so its cost is unknown
 
 
 class PairVerdict(StrEnum):
@@ -88,6 +89,8 @@ class PairVerdict(StrEnum):
     DIVERGED = "diverged"
     FAILED = "failed"
     RANGE_ONLY = "range only (under 5 seeds)"  # version 3: too few seeds for a verdict
+    COLLAPSED = "collapsed"  # version 3: a run of the pair ended at or below 1.5x chance accuracy
+    CAPPED = "capped"  # version 3: a run of the pair hit its time guard before the target
 
 
 _Record = TypeVar("_Record", bound="_Base")
@@ -342,6 +345,15 @@ class BaselineTimes(_Base):
 
 
 @dataclass(kw_only=True)
+class CostView(_Base):
+    """The matrix measured in another cost to target than its main one (e.g. wall-clock beside FLOPs)."""
+
+    cost: str
+    singles: dict[str, Single]
+    pairs: list[Pair]
+
+
+@dataclass(kw_only=True)
 class Combinability(_Base):
     """The matrix `effitrain matrix` writes to `reports/combinability.json`."""
 
@@ -365,6 +377,9 @@ class Combinability(_Base):
     baseline: BaselineTimes | None = None
     singles: dict[str, Single]
     pairs: list[Pair]
+    cost: str = "seconds"  # version 3: the cost to target S and the interactions are measured in
+    secondary: CostView | None = None  # version 3: the same in the other cost (wall-clock beside FLOPs)
+    protocol: Protocol | None = None  # version 3: seeds, intervals, the A/A noise floor, capped runs, target rule
 
 
 def variant(table: ResultsTable) -> str:

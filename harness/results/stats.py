@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 from scipy import stats as _sp
 
-__all__ = ["MIN_SEEDS", "LEVEL", "METHOD", "median", "median_interval", "interval_method", "paired_ratios",
-           "paired_differences", "speedup", "noise_floor", "claim_verdict", "ordering_verdict", "for_fidelity"]
+__all__ = ["MIN_SEEDS", "LEVEL", "METHOD", "RANGE_ONLY", "TIMING_NOISE", "median", "median_interval",
+           "interval_method", "paired_ratios", "paired_differences", "speedup", "summarise_values", "noise_floor",
+           "claim_verdict", "ordering_verdict", "for_fidelity"]
 
 MIN_SEEDS = 5  # fewer: the range of the seeds is shown and no verdict given
 LEVEL = 0.95
@@ -91,14 +92,13 @@ def paired_differences(arm: Sequence[float | None], other: Sequence[float | None
     return [a - b for a, b in zip(arm, other, strict=True) if a is not None and b is not None]
 
 
-def _summary(values: list[float]) -> dict[str, Any]:
-    """Median, interval (or range) and the number of seeds behind them."""
-    n = len(values)
-    if not n:
-        return {"point": None, "low": None, "high": None, "n": 0, "coverage": None}
-    ci = median_interval(values)
-    low, high, cov = ci if ci else (min(values), max(values), None)
-    return {"point": median(values), "low": low, "high": high, "n": n, "coverage": cov}
+def summarise_values(values: Sequence[float]) -> tuple[float | None, float | None, float | None, float | None]:
+    """Median over seeds, its exact interval and that interval's coverage; under MIN_SEEDS the range of the
+    seeds and coverage None (no verdict); all None for no values."""
+    if not len(values):
+        return None, None, None, None
+    ci = median_interval(list(values))
+    return (median(list(values)), *(ci if ci else (min(values), max(values), None)))
 
 
 def speedup(baseline: Sequence[float | None], technique: Sequence[float | None],
@@ -112,21 +112,21 @@ def speedup(baseline: Sequence[float | None], technique: Sequence[float | None],
     """
     success = float(np.mean([t is not None for t in technique])) if len(technique) else 0.0
     ratios = paired_ratios(baseline, technique)
-    s = _summary(ratios)
-    out = {"speedup": s["point"], "low": s["low"], "high": s["high"], "success_rate": success, "n_seeds": s["n"],
-           "coverage": s["coverage"]}
+    point, low, high, cov = summarise_values(ratios)
+    out = {"speedup": point, "low": low, "high": high, "success_rate": success, "n_seeds": len(ratios),
+           "coverage": cov}
     if not ratios:
         return {**out, "verdict": "target not reached"}
     if all(b is None for b in baseline):
         return {**out, "speedup": None, "low": None, "high": None, "verdict": "only the technique reached the target"}
-    if s["coverage"] is None:
+    if cov is None:
         return {**out, "verdict": RANGE_ONLY}
     f = max(floor or 1.0, 1.0)
-    if s["low"] > f:
+    if low > f:
         verdict = "faster"
-    elif s["high"] < 1 / f:
+    elif high < 1 / f:
         verdict = "slower"
-    elif s["low"] > 1 or s["high"] < 1:
+    elif low > 1 or high < 1:
         verdict = TIMING_NOISE
     else:
         verdict = "inconclusive"
