@@ -317,15 +317,18 @@ def test_params_drive_the_matrix_and_explicit_flags_win(project):
 
 def test_calibrate_matrix_preregisters_the_target_the_matrix_then_uses(project, capsys):
     sets = sum((["--set", s] for s in SMOKE), [])
-    args = ["calibrate", "matrix", "--scale", "smoke", "--seeds", "1", "--no-track", *sets]
+    args = ["calibrate", "matrix", "--scale", "smoke", "--seeds", "1", "--no-track", *sets,
+            "--tune", "baseline:optim.lr=0.05,0.1", "--tune", "lars:optim.lr=0.5,1"]
     assert main(args) == 0
     record = json.loads(Path("reports/preregistered/matrix/smoke.json").read_text())
     assert record["recipe"] == {"name": "mnist_cnn", "overrides": SMOKE} and record["seeds"] == [1000]
-    assert list(record["targets"]) == ["baseline"]  # only the baseline ran
+    assert list(record["targets"]) == ["baseline"]  # the target is the baseline's
+    assert set(record["tuning"]) == {"baseline", "lars"} and len(record["overrides"]) == 2
     assert _matrix(["--techniques", "lars", "--seeds", "1", "--no-track"]) == 0
     summary = json.loads(Path("reports/combinability.json").read_text())
     assert summary["target"]["value"] == record["targets"]["baseline"]["value"]
     assert summary["protocol"]["target_rule"].startswith("pre-registered")
+    assert "tuned on validation: baseline.optim.lr=" in summary["protocol"]["target_rule"]
     capsys.readouterr()
     # Made for other overrides: refused in one line, nothing written over.
     before = Path("reports/combinability.json").read_bytes()
@@ -334,3 +337,24 @@ def test_calibrate_matrix_preregisters_the_target_the_matrix_then_uses(project, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "rerun effitrain calibrate matrix" in err[0]
     assert Path("reports/combinability.json").read_bytes() == before
+
+
+def test_tuned_settings_spread_to_every_arm_that_runs_the_technique_and_clashing_pairs_are_not_run():
+    names = ["distillation", "fixed_point", "lars"]
+    record = {"format": 1, "paper": "matrix", "scale": "smoke", "rule": "a rule", "seeds": [1000], "created": "now",
+              "recipe": {"name": "mnist_cnn", "overrides": []},
+              "targets": {"baseline": {"metric": "val/acc", "mode": "max", "value": 0.2}},
+              "overrides": ["baseline.optim.lr=0.1", "distillation.optim.lr=0.01", "lars.optim.lr=2"]}
+    plan = matrix.make_plan("mnist_cnn", "smoke", names=names, preregistered=record, preregistered_path="rec.json")
+    lr = {a.name: plan.recipe.for_arm(a).optim["lr"] for a in plan.recipe.arms}
+    assert lr["baseline"] == lr["baseline_aa"] == lr["teacher"] == lr["fixed_point"] == 0.1  # the shared setting
+    assert lr["distillation"] == lr["fixed_point+distillation"] == 0.01
+    assert lr["lars"] == lr["fixed_point+lars"] == 2
+    why = {(a, b): w for a, b, w in plan.pairs}
+    assert "tuned to different values of one setting (optim.lr: distillation 0.01, lars 2)" in why[("distillation",
+                                                                                                     "lars")]
+    assert not any("lars" in a.techniques and "distillation" in a.techniques for a in plan.recipe.arms)
+    assert plan.recipe.target.value == 0.2 and "tuned on validation: baseline.optim.lr=0.1" in plan.target_rule
+    with pytest.raises(ValueError, match="tuned on arm 'fixed_point\\+lars'"):
+        matrix.make_plan("mnist_cnn", "smoke", names=names, preregistered={**record, "overrides": [
+            "fixed_point+lars.optim.lr=1"]})

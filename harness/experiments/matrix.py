@@ -108,14 +108,17 @@ def make_plan(recipe_name: str, scale: str, overrides: list[str] | tuple[str, ..
     (params.yaml's combine.settings); a technique without one runs with its constructor's defaults.
     With `aa_control` the baseline runs twice per seed (`baseline_aa`, the timing noise floor). A
     `preregistered` record (`effitrain calibrate matrix`) sets the target; it must have been made for
-    the same recipe, scale and overrides.
+    the same recipe, scale and overrides. Its tuned settings spread (`spread_tuning`): the baseline's hold
+    for every arm, a technique's for every arm that runs it; a pair whose techniques were tuned to different
+    values of one setting is not run (it would need its own tuning).
     """
     known = list(techniques())
     chosen = list(dict.fromkeys(names)) if names else known
     for n in chosen:
         get_technique(n)  # unknown name -> ValueError listing the known ones
     chosen = [c.name for c in sorted((get_technique(n) for n in chosen), key=lambda c: c.name)]
-    pairs = tuple((a, b, conflict_reason(get_technique(a), get_technique(b)))
+    tuned = tuned_settings(preregistered.get("overrides", []) if preregistered else [], chosen)
+    pairs = tuple((a, b, conflict_reason(get_technique(a), get_technique(b)) or tuning_conflict(tuned, a, b))
                   for i, a in enumerate(chosen) for b in chosen[i + 1:])
     base = apply_overrides(get_recipe(recipe_name, scale), list(overrides))
     arms = [Arm("baseline", description=f"{base.description}, no technique")]
@@ -142,9 +145,42 @@ def make_plan(recipe_name: str, scale: str, overrides: list[str] | tuple[str, ..
         if made_for != {"name": recipe_name, "overrides": list(overrides)}:
             raise ValueError(f"{preregistered_path}: pre-registered for {made_for}, not recipe '{recipe_name}' with "
                              f"{list(overrides)}; rerun effitrain calibrate matrix")
-        recipe, rule = preregister.apply(recipe, preregistered, preregistered_path)
+        recipe, rule = preregister.apply(recipe, preregistered, preregistered_path,
+                                         overrides=spread_tuning(tuned, recipe.arms))
     validate(recipe, [0])  # checks every arm's technique kwargs against the constructors
     return Plan(recipe_name, scale, tuple(overrides), tuple(chosen), pairs, recipe, rule)
+
+
+def tuned_settings(overrides: list[str], names: list[str]) -> dict[str, dict[str, str]]:
+    """`ARM.KEY=VALUE` overrides of a matrix pre-registration, by the arm they were tuned on ("baseline" or a
+    technique's single arm): {arm: {KEY: VALUE}}. Other arms cannot have been tuned."""
+    out: dict[str, dict[str, str]] = {}
+    for text in overrides:
+        key, _, value = text.partition("=")
+        arm, _, rest = key.partition(".")
+        if arm != "baseline" and arm not in names:
+            raise ValueError(f"pre-registered setting '{text}' was tuned on arm '{arm}', which is neither the "
+                             f"baseline nor a single technique of this matrix")
+        out.setdefault(arm, {})[rest] = value
+    return out
+
+
+def tuning_conflict(tuned: dict[str, dict[str, str]], a: str, b: str) -> str | None:
+    """Why a pair cannot run at its techniques' tuned settings: both were tuned on one setting to different values."""
+    clash = [f"{k}: {a} {tuned[a][k]}, {b} {tuned[b][k]}" for k in sorted(set(tuned.get(a, {})) & set(tuned.get(b, {})))
+             if tuned[a][k] != tuned[b][k]]
+    return (f"'{a}' and '{b}' were tuned to different values of one setting ({'; '.join(clash)}); the pair would "
+            "need tuning of its own") if clash else None
+
+
+def spread_tuning(tuned: dict[str, dict[str, str]], arms: tuple[Arm, ...]) -> list[str]:
+    """Recipe overrides from the tuned settings: the baseline's for the whole recipe (every arm shares the
+    baseline's setting), then each technique's for every arm that runs it."""
+    out = [f"{k}={v}" for k, v in tuned.get("baseline", {}).items()]
+    for arm in arms:
+        for t in arm.techniques:
+            out += [f"{arm.name}.{k}={v}" for k, v in tuned.get(t, {}).items()]
+    return out
 
 
 def recipe_rule(plan: Plan) -> str:

@@ -167,15 +167,19 @@ def load(path: Path) -> dict[str, Any] | None:
         raise ValueError(f"{path}: unreadable pre-registration record ({exc}); rerun effitrain calibrate") from None
 
 
-def apply(recipe: Recipe, record: dict[str, Any] | None, path: Path | None = None) -> tuple[Recipe, str]:
-    """The recipe with its pre-registered hyperparameters and targets, and the sentence the table prints."""
+def apply(recipe: Recipe, record: dict[str, Any] | None, path: Path | None = None,
+          overrides: list[str] | None = None) -> tuple[Recipe, str]:
+    """The recipe with its pre-registered hyperparameters and targets, and the sentence the table prints.
+
+    `overrides` replaces the record's tuned settings as applied (the matrix spreads them over its arms);
+    the sentence names the record's own."""
     from harness.runner import baseline_of
 
     if record is None:
         return recipe, "the recipe's own target (not calibrated: no pre-registration record)"
     if record["scale"] != recipe.scale:
         raise ValueError(f"{path}: pre-registered for scale {record['scale']}, not {recipe.scale}")
-    recipe = apply_overrides(recipe, list(record.get("overrides", [])))
+    recipe = apply_overrides(recipe, list(record.get("overrides", []) if overrides is None else overrides))
     targets = record["targets"]
     arms = []
     for arm in recipe.arms:
