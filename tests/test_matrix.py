@@ -358,3 +358,19 @@ def test_tuned_settings_spread_to_every_arm_that_runs_the_technique_and_clashing
     with pytest.raises(ValueError, match="tuned on arm 'fixed_point\\+lars'"):
         matrix.make_plan("mnist_cnn", "smoke", names=names, preregistered={**record, "overrides": [
             "fixed_point+lars.optim.lr=1"]})
+
+
+def test_a_capped_run_is_run_again_not_reused(project):
+    """A run the time guard stopped measured the machine's load, not the recipe: the next command reruns it."""
+    from harness.experiments import jobs
+
+    plan = _plan()
+    job = jobs.Job(plan.recipe, "baseline", 0, matrix.EXPERIMENT, "datasets", None, None, {})
+    folder = jobs.run_store() / "k1"
+    folder.mkdir(parents=True)
+    outcome = {"result": {"capped": False, "final": {}}, "error": None, "diverged": False}
+    (folder / "outcome.json").write_text(json.dumps(outcome))
+    assert jobs._reused(None, job, "k1")["reused"]
+    outcome["result"]["capped"] = True
+    (folder / "outcome.json").write_text(json.dumps(outcome))
+    assert jobs._reused(None, job, "k1") is None

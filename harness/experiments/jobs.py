@@ -280,7 +280,8 @@ def _record(tracker: Any, job: Job, key: str, out: Outcome) -> None:
 
 
 def _reused(tracker: Any, job: Job, key: str) -> Outcome | None:
-    """The outcome of an earlier run with this key, or None (also when its files are gone or unreadable)."""
+    """The outcome of an earlier run with this key, or None (also when its files are gone or unreadable, and
+    when the run was capped by the training-time guard)."""
     needs_state = job.recipe.arm(job.arm).reference
     try:
         if tracker is None:
@@ -297,6 +298,8 @@ def _reused(tracker: Any, job: Job, key: str) -> Outcome | None:
             state = tracker.read_bytes(run_id, "model/state_dict.pt") if needs_state else None
     except Exception:  # deleted or unreadable artifacts (MlflowException, OSError, bad JSON): run it again
         return None
+    if (body.get("result") or {}).get("capped"):  # stopped by the time guard: it measured the machine's load that
+        return None                               # day, not the recipe, so it is run again rather than reused
     return {"arm": job.arm, "seed": job.seed, "key": key, "reused": True, "resumed": False, **body, "state": state}
 
 
