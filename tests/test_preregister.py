@@ -81,3 +81,13 @@ def test_the_cli_calibrates_then_reproduces_to_the_preregistered_target(project,
                  "--no-aa-control", "--set", "budget.steps=4", "--set", "target.value=0.3", "--tag", "x"]) == 0
     table = json.loads((project / "reports/runs/micikevicius2018_mixed_precision/smoke-x.json").read_text())
     assert "not pre-registered: target.value=0.3" in table["protocol"]["target_rule"]
+
+
+def test_a_capped_calibration_run_fixes_no_target(tmp_path):
+    """A run the time guard stopped ends short of its budget: the command refuses to set a target from it."""
+    recipe = tiny_recipe(arms=[Arm("baseline")], budget=Budget(steps=50, train_seconds=1e-9),
+                         target=Target("val/acc", 0.5), scale="cpu")
+    out = tmp_path / "p" / "cpu.json"
+    with pytest.raises(ValueError, match="hit the training-time guard"):
+        preregister.calibrate(recipe, 1, [], paper="p", out=out)
+    assert not out.exists()

@@ -115,7 +115,12 @@ def calibrate(recipe: Recipe, seeds: int, tune: list[str], *, paper: str, out: P
                           progress=Progress(len(jobs), f"{paper} calibration", quiet, split="val"))
 
     def final(outcomes: dict, arm: str, metric: str) -> list[float]:
-        return [outcomes[(arm, s)]["result"]["final"][metric] for s in cal_seeds]
+        results = [outcomes[(arm, s)]["result"] for s in cal_seeds]
+        capped = [s for s, r in zip(cal_seeds, results) if r.get("capped")]
+        if capped:  # a guard-stopped run ends short of its budget: its accuracy would set a target too low
+            raise ValueError(f"calibration run {arm} seed(s) {capped} hit the training-time guard before the end of "
+                             "its budget (a busy machine?); rerun effitrain calibrate on a quiet machine")
+        return [r["final"][metric] for r in results]
 
     tuning, chosen = {}, []
     for arm, trials in grids.items():
