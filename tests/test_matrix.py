@@ -194,7 +194,9 @@ def test_matrix_runs_writes_its_outputs_and_reuses_mlflow_runs(project, capsys):
     assert _matrix(["--techniques", *names]) == 0
     rows = list(csv.DictReader(Path("reports/combinability.csv").read_text().splitlines()))
     assert [(r["a"], r["b"]) for r in rows] == [(names[0], names[1]), (names[0], names[2]), (names[1], names[2])]
-    assert all(r["verdict"] in ("range only (under 5 seeds)", "missed target", "not measurable") for r in rows)
+    # 14 smoke steps on synthetic data: pairs may end at chance ("collapsed"), which is a verdict, not a crash
+    assert all(r["verdict"] in ("range only (under 5 seeds)", "missed target", "not measurable", "collapsed")
+               for r in rows)
     summary = json.loads(Path("reports/combinability.json").read_text())
     total = (1 + 2 + 3 + 3) * 2  # teacher, baseline and its A/A control, three singles, three pairs; two seeds
     assert summary["runs"] == {"run": total, "reused": 0, "failed": 0}
