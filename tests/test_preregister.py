@@ -91,3 +91,15 @@ def test_a_capped_calibration_run_fixes_no_target(tmp_path):
     with pytest.raises(ValueError, match="hit the training-time guard"):
         preregister.calibrate(recipe, 1, [], paper="p", out=out)
     assert not out.exists()
+
+
+def test_a_diverging_trial_is_a_result_of_the_grid_not_the_end_of_it(tmp_path):
+    """An lr that blows up is recorded with its error and never chosen; the grid goes on."""
+    recipe = tiny_recipe(arms=[Arm("baseline")], budget=Budget(steps=6), target=Target("val/acc", 0.5), scale="cpu")
+    out = tmp_path / "p" / "cpu.json"
+    record = preregister.calibrate(recipe, 1, ["baseline:optim.lr=0.01,1000000000.0"], paper="p", out=out)
+    trials = {t["overrides"][0]: t for t in record["tuning"]["baseline"]["trials"]}
+    assert trials["baseline.optim.lr=1000000000.0"]["median"] is None and "nan" in trials["baseline.optim.lr=1000000000.0"]["error"]
+    assert record["tuning"]["baseline"]["chosen"] == ["baseline.optim.lr=0.01"]
+    with pytest.raises(ValueError, match="every trial of baseline's grid diverged"):
+        preregister.calibrate(recipe, 1, ["baseline:optim.lr=1000000000.0,2000000000.0"], paper="p", out=tmp_path / "q.json")

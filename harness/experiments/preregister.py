@@ -104,7 +104,7 @@ def calibrate(recipe: Recipe, seeds: int, tune: list[str], *, paper: str, out: P
     bases = [a for a in arm_order(recipe) if not a.reference and not a.replicate_of
              and a.name in {baseline_of(recipe, x) for x in recipe.arms}]
 
-    def run(rec: Recipe, arms: list[str]) -> dict[tuple[str, int], Any]:
+    def run(rec: Recipe, arms: list[str], fail_fast: bool = True) -> dict[tuple[str, int], Any]:
         """The arms on the calibration seeds, with the reference arms their techniques learn from."""
         needed = {ref for arm in arms for t in rec.arm(arm).techniques for ref in get_technique(t).needs_arms}
         names = [a.name for a in rec.arms if a.name in needed and a.name not in arms] + arms
@@ -112,7 +112,7 @@ def calibrate(recipe: Recipe, seeds: int, tune: list[str], *, paper: str, out: P
                 for s in cal_seeds for arm in names]
         # Calibration decides on validation data only, so its progress lines show validation accuracy.
         return run_phases(jobs, executor, workers,
-                          progress=Progress(len(jobs), f"{paper} calibration", quiet, split="val"))
+                          progress=Progress(len(jobs), f"{paper} calibration", quiet, split="val"), fail_fast=fail_fast)
 
     def final(outcomes: dict, arm: str, metric: str) -> list[float]:
         results = [outcomes[(arm, s)]["result"] for s in cal_seeds]
@@ -127,12 +127,20 @@ def calibrate(recipe: Recipe, seeds: int, tune: list[str], *, paper: str, out: P
         metric, mode = recipe.for_arm(recipe.arm(arm)).target.metric, recipe.for_arm(recipe.arm(arm)).target.mode
         metric = metric.replace("test/", "val/")  # tuning never reads the test set
         rows = []
-        for overrides in trials:
-            outcomes = run(apply_overrides(recipe, overrides), [arm])
+        for overrides in trials:  # a trial that diverges or fails is a result of the grid, not the end of it
+            outcomes = run(apply_overrides(recipe, overrides), [arm], fail_fast=False)
+            broken = [f"seed {s}: {outcomes[(arm, s)]['error']}" for s in cal_seeds if outcomes[(arm, s)]["error"]]
+            if broken:
+                rows.append({"overrides": overrides, "values": None, "median": None, "train_seconds": None,
+                             "error": broken[0]})
+                continue
             values = final(outcomes, arm, metric)
             rows.append({"overrides": overrides, "values": values, "median": float(np.median(values)),
                          "train_seconds": sum(outcomes[(arm, s)]["result"]["train_seconds"] for s in cal_seeds)})
-        best = (max if mode == "max" else min)(rows, key=lambda r: r["median"])
+        scored = [r for r in rows if r["median"] is not None]
+        if not scored:
+            raise ValueError(f"every trial of {arm}'s grid diverged or failed ({rows[0]['error']}); widen the grid")
+        best = (max if mode == "max" else min)(scored, key=lambda r: r["median"])
         chosen += best["overrides"]
         runs = len(trials) * len(cal_seeds)
         tuning[arm] = {"metric": metric, "trials": rows, "chosen": best["overrides"],
