@@ -32,6 +32,7 @@ from harness.results.stats import (
     noise_floor,
     ordering_verdict,
     paired_differences,
+    seconds_per_step,
     speedup,
     summarise_values,
 )
@@ -143,7 +144,9 @@ def _table(recipe: Recipe, seeds: list[int], results: dict[str, list[RunResult]]
     aa = next((a for a in arms if a.replicate_of), None)
     floor = None
     if aa is not None:
-        floor = noise_floor([_clock(r) for r in results[aa.replicate_of]], [_clock(r) for r in results[aa.name]])
+        def clock(arm: str) -> list[float]:
+            return [seconds_per_step(r.train_seconds, r.steps) for r in results[arm]]
+        floor = noise_floor(clock(aa.replicate_of), clock(aa.name))
     bases = {baseline_of(recipe, a) for a in arms}  # a baseline is not raced against another baseline
     speedups = {a.name: {**arm_speedup(results[baseline_of(recipe, a)], results[a.name], floor),
                          "baseline": baseline_of(recipe, a)}
@@ -177,11 +180,6 @@ def _table(recipe: Recipe, seeds: list[int], results: dict[str, list[RunResult]]
                      "capped_runs": flagged["capped"], "collapsed_runs": flagged["collapsed"],
                      "target_rule": target_rule},
     }
-
-
-def _clock(r: RunResult) -> float:
-    """A run's timing for the A/A comparison: training-clock seconds per step (both replicates run the same steps)."""
-    return r.train_seconds / r.steps if r.steps else 0.0
 
 
 _COSTS = {"steps": "steps_to_target", "samples": "samples_to_target", "flops": "flops_to_target"}

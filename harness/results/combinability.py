@@ -47,6 +47,7 @@ from harness.results.stats import (
     median_interval,
     noise_floor,
     paired_differences,
+    seconds_per_step,
     speedup,
     summarise_values,
 )
@@ -140,7 +141,7 @@ def noise_floor_of(outcomes: Outcomes, seeds: list[int], aa_arm: str | None) -> 
         return None
 
     def clock(arm: str) -> list[float]:
-        return [0.0 if r is None or not r.get("steps") else r["train_seconds"] / r["steps"]
+        return [seconds_per_step(r["train_seconds"], r.get("steps")) if r else 0.0
                 for r in _results(outcomes, arm, seeds)]
     return noise_floor(clock("baseline"), clock(aa_arm))
 

@@ -133,6 +133,12 @@ def speedup(baseline: Sequence[float | None], technique: Sequence[float | None],
     return {**out, "verdict": verdict}
 
 
+def seconds_per_step(train_seconds: float, steps: int | None) -> float:
+    """A run's clock for the A/A comparison: training seconds per step (the replicates run the same steps); 0 for
+    a run with no steps, which `noise_floor` skips."""
+    return train_seconds / steps if steps else 0.0
+
+
 def noise_floor(baseline_s: Sequence[float], replicate_s: Sequence[float]) -> float | None:
     """The largest per-seed timing ratio, either way, between the baseline and its A/A replicate."""
     r = [b / a for b, a in zip(baseline_s, replicate_s, strict=True) if b and a and math.isfinite(b / a)]
