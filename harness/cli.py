@@ -206,17 +206,13 @@ def _matrix_baseline(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
                             aa_control=False)
     # The baseline (it fixes the target) and the single techniques `--tune` names, with the teacher they may need;
     # pairs are never tuned: they run at their techniques' settings (matrix.spread_tuning).
-    tuned = {preregister_grid_arm(t) for t in args.tune}
+    from harness.experiments.preregister import parse_grid
+
+    tuned = {parse_grid(t)[0] for t in args.tune}
     keep = tuple(a for a in plan.recipe.arms if a.name in {"baseline", matrix.TEACHER} | tuned)
     recipe = replace(plan.recipe, arms=keep)
     return recipe, {"name": combine.recipe, "overrides": overrides}
 
-
-def preregister_grid_arm(text: str) -> str:
-    """The arm of a `--tune ARM:KEY=...` grid."""
-    from harness.experiments.preregister import parse_grid
-
-    return parse_grid(text)[0]
 
 
 def _read_params(args: argparse.Namespace) -> None:
