@@ -5,22 +5,25 @@ with dropout and +-2 px jitter makes 67 test errors; a 784-800-800-10 student
 trained on hard labels alone makes 146; the same student trained to match the
 teacher's softmax at temperature 20 makes 74.
 
-Arms: `teacher` (reference arm, trained first for each seed), `hard_student`
-(the baseline) and `distilled` (the student with the `distillation` technique,
-reading the same seed's teacher). The race: training-clock seconds to 98%
-validation accuracy. The teacher's own training time is reported on its arm and
-is not on the distilled student's clock.
+Arms: `teacher` (reference arm, trained first for each seed; at cpu scale a small CNN, see the
+card notes), `hard_student` (the baseline) and `distilled` (the student with the `distillation`
+technique, reading the same seed's teacher). The claims are test errors and their ordering; the
+race (training-clock seconds, steps and FLOPs to the pre-registered validation target) is a side
+result. The teacher's own training time is reported on its arm and is not on the distilled
+student's clock.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from harness.cards import Claim, PaperCard
-from harness.models import mlp
+from harness.measure import Budget
+from harness.models import mlp, small_cnn
 from harness.recipes import Arm, Recipe
 from harness.techniques import Technique, register_technique
 from harness.zoo import mnist_mlp
@@ -50,10 +53,19 @@ CARD = PaperCard(
               "distilled", None, "Section 3 (67 < 74 < 146)", kind="ordering",
               arms=("teacher", "distilled", "hard_student")),
     ),
-    notes="Tolerances (15 errors = 0.15 points; 20 for the difference) are ours. The paper's teacher uses "
-          "the dropout paper's regularisation; we take its standard MNIST setting (20% input, 50% hidden "
-          "dropout) and leave out the max-norm weight constraint. The hard-label weight (0.1), the "
-          "optimizer (SGD, momentum 0.9, cosine schedule) and the epochs are our choice: the paper gives none.",
+    notes="Tolerances (15 errors = 0.15 points; 20 for the difference) are ours. The teacher at cpu scale is a "
+          "variant: a small CNN (conv16-conv32-FC128, +-2 px jitter, 6 epochs) instead of the paper's 784-1200-1200-10"
+          " MLP with dropout (20% input, 50% hidden), jitter and the dropout paper's max-norm constraint. Measured on"
+          " the 2-core machine (seed 1000, validation data): that MLP with max-norm 3.5 and jitter was at 1.38% "
+          "validation error after 30 epochs (lr 0.02) and 1.20% after 60 (lr 0.05; 9 min), short of the < 0.9% a "
+          "teacher needs to test distillation, and the dropout paper's MNIST nets train for hundreds of epochs, hours "
+          "per seed here; the CNN makes 0.76% (58 test errors) in 49 s. The paper scale keeps the MLP teacher with "
+          "max-norm. Distilling from a CNN into the MLP student tests the same claim (a student trained on a better "
+          "network's soft targets beats the same student on hard labels) with a different teacher, so the teacher "
+          "and the distilled student are labelled variant. The hard-label weight (0.1), the optimizer (SGD, "
+          "momentum 0.9, cosine to zero) and the epochs are our choice (the paper gives none); the students' learning"
+          " rates are tuned alike on validation data (`effitrain calibrate --tune`), because the T^2-scaled soft "
+          "loss has a different gradient scale from cross-entropy.",
     bibtex="@article{hinton2015distilling,\n  title={Distilling the Knowledge in a Neural Network},\n"
            "  author={Hinton, Geoffrey and Vinyals, Oriol and Dean, Jeff},\n  journal={arXiv preprint "
            "arXiv:1503.02531},\n  year={2015}\n}",
@@ -146,21 +158,52 @@ class MaxNorm(Technique):
 
 # ---------------------------------------------------------------- recipe
 
-# Epochs per scale: (teacher, student). cpu: full MNIST (55k train, 5k validation); measured on the
-# 2-core machine at about 16 s per teacher epoch and 5 s (hard) / 8 s (distilled) per student epoch.
-_EPOCHS = {"smoke": (1, 1), "cpu": (20, 12), "paper": (100, 60)}  # the student's are harness.zoo's mnist_mlp
+@dataclass(frozen=True)
+class flat_cnn:  # noqa: N801  (a model factory, like harness.models')
+    """`harness.models.small_cnn` reading flattened images: the teacher sees the students' flat batches when it
+    scores them for distillation, so it restores the image shape first."""
+
+    widths: tuple[int, int] = (16, 32)
+    hidden: int = 128
+
+    def __call__(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        return nn.Sequential(nn.Unflatten(1, tuple(input_shape)),
+                             small_cnn(self.widths, self.hidden)(input_shape, num_classes))
+
+
+# Epochs per scale: (teacher, student). cpu: full MNIST (55k train, 5k validation). The students train 30 epochs
+# (issue 10: at least 30); the teacher is the small CNN, which reaches 0.76% validation error in 6 epochs with
+# +-2 px jitter (58 test errors; seed 1000, 49 s of training on the 2-core machine). The paper's MLP teacher
+# (1200-1200, dropout, jitter, max-norm 3.5) was still at 1.2% validation error after 60 epochs (9 min; lr 0.05),
+# and getting it under 0.9% would take hours per seed here (see the card notes).
+_EPOCHS = {"smoke": (1, 1), "cpu": (6, 30), "paper": (100, 60)}
 
 
 def recipe(scale: str) -> Recipe:
     base = mnist_mlp(scale)
-    teacher_epochs, _ = _EPOCHS[scale]
-    teacher_model = mlp((128, 128), 0.5, 0.2) if scale == "smoke" else mlp((1200, 1200), 0.5, 0.2)
+    teacher_epochs, student_epochs = _EPOCHS[scale]
+    if scale == "paper":
+        teacher = Arm("teacher", description="784-1200-1200-10, dropout 0.2/0.5, +-2 px jitter, max-norm 3.5",
+                      reference=True, techniques=("max_norm",), technique_kwargs={"max_norm": {"c": 3.5}},
+                      overrides={"model": mlp((1200, 1200), 0.5, 0.2), "crop_pad": 2,
+                                 "budget": {"epochs": teacher_epochs}})
+    else:
+        model = flat_cnn((4, 8), 16) if scale == "smoke" else flat_cnn((16, 32), 128)
+        teacher = Arm("teacher", description=f"CNN conv{model.widths[0]}-conv{model.widths[1]}-FC{model.hidden}, "
+                                             "+-2 px jitter (the paper's is an MLP)",
+                      reference=True, fidelity="variant",
+                      fidelity_note="a small CNN teacher instead of the paper's 784-1200-1200-10 dropout MLP, which "
+                                    "needs far longer training than the cpu scale allows to make fewer than 90 errors",
+                      overrides={"model": model, "crop_pad": 2, "budget": {"epochs": teacher_epochs}})
     arms = (
-        Arm("teacher", description="784-1200-1200-10, dropout 0.2/0.5, +-2 px jitter", reference=True,
-            overrides={"model": teacher_model, "crop_pad": 2, "budget": {"epochs": teacher_epochs}}),
+        teacher,
         Arm("hard_student", description="784-800-800-10 on hard labels, no regularisation"),
         Arm("distilled", techniques=("distillation",), description="the student on the teacher's T = 20 softmax",
-            technique_kwargs={"distillation": {"temperature": 20.0, "hard_weight": 0.1}}),
+            technique_kwargs={"distillation": {"temperature": 20.0, "hard_weight": 0.1}},
+            **({} if scale == "paper" else {"fidelity": "variant",
+                                            "fidelity_note": "distilled from the small CNN teacher, not the paper's "
+                                                             "MLP"})),
     )
-    return replace(base, arms=arms, baseline_arm="hard_student", paper=CARD.id,
-                   description=base.description + ", teacher MLP 1200-1200")
+    return replace(base, arms=arms, baseline_arm="hard_student", paper=CARD.id, budget=Budget(epochs=student_epochs),
+                   description=base.description + f", {student_epochs} epochs; teacher: "
+                               + teacher.description.split(",")[0])
