@@ -36,3 +36,23 @@ def test_distillation_loss_at_temperature_one_and_no_soft_weight_is_cross_entrop
     p_t = F.softmax(t / 4, dim=1)
     expected = 16 * (p_t * (p_t.log() - F.log_softmax(s / 4, dim=1))).sum(1).mean()
     assert torch.allclose(soft, expected, atol=1e-6)
+
+
+def test_the_cnn_teacher_reads_the_students_flat_batches_as_images():
+    """The distilled student hands the teacher its flattened batch; the teacher must score it as the image it was
+    trained on (the same logits as the CNN on the unflattened images)."""
+    torch.manual_seed(2)
+    teacher = h.flat_cnn((4, 8), 16)((1, 28, 28), 10).eval()
+    images = torch.randn(3, 1, 28, 28)
+    assert torch.equal(teacher(images.flatten(1)), teacher[1](images))
+
+
+def test_cpu_recipe_labels_the_cnn_teacher_a_variant_and_trains_students_30_epochs():
+    recipe = h.recipe("cpu")
+    arms = {a.name: a for a in recipe.arms}
+    assert recipe.budget.epochs >= 30 and recipe.baseline_arm == "hard_student"
+    assert {n: a.fidelity for n, a in arms.items()} == {"teacher": "variant", "hard_student": "faithful",
+                                                      "distilled": "variant"}
+    assert isinstance(arms["teacher"].overrides["model"], h.flat_cnn) and arms["teacher"].reference
+    paper = {a.name: a for a in h.recipe("paper").arms}
+    assert paper["teacher"].fidelity == "faithful" and paper["teacher"].techniques == ("max_norm",)
