@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import statistics
+from pathlib import Path
 from types import SimpleNamespace
 
 import mlflow
@@ -100,7 +103,7 @@ def test_recipes_validate_at_every_scale():
     for scale in ("smoke", "cpu", "paper"):
         recipe = ye.recipe(scale)
         recipe.validate()
-        assert recipe.paper == ye.CARD.id and [a.name for a in recipe.arms] == ["baseline", "sparse54", "sparse69"]
+        assert recipe.paper == ye.CARD.id and [a.name for a in recipe.arms] == ["baseline", "sparse71", "sparse77"]
     claims = {c.id: c for c in ye.CARD.claims}
     assert claims["bp_speedup"].claimed == 5.92 and claims["per_model_accuracy"].claimed is None
 
@@ -108,11 +111,24 @@ def test_recipes_validate_at_every_scale():
 def test_smoke_recipe_trains_and_logs_sparsity(project):
     recipe = ye.recipe("smoke")
     recipe = recipe.__class__(**{**recipe.__dict__, "budget": Budget(steps=10),
-                                 "arms": tuple(a for a in recipe.arms if a.name != "sparse69")})
+                                 "arms": tuple(a for a in recipe.arms if a.name != "sparse77")})
     table = run_recipe(tracking_uri=tracking_uri(), recipe=recipe, seeds=[0], card=ye.CARD)
-    run = table["arms"]["sparse54"]["runs"][0]
+    run = table["arms"]["sparse71"]["runs"][0]
     assert run["steps"] == 10 and torch.isfinite(torch.tensor(run["final"]["test/loss"]))
     client = mlflow.MlflowClient(tracking_uri())
     history = client.get_metric_history(run["run_id"], "activation_grad_pruning/sparsity/mean")
     assert [m.step for m in history] == [10] and 0.3 < history[0].value < 0.8
     assert client.get_metric_history(run["run_id"], "activation_grad_pruning/sparsity/blocks.0.conv1")
+
+
+def test_committed_table_measures_the_zeros_its_arms_are_named_by():
+    """The arms are named by the share of zeros measured at cpu scale; the committed table must bear the names out
+    (each arm's median share over its seeds within one point of its name)."""
+    path = Path(__file__).resolve().parents[1] / "reports" / "runs" / ye.CARD.id / "cpu-full.json"
+    table = json.loads(path.read_text())
+    named = {ye.arm_name(p): p for p in ye.MEASURED_ZEROS}
+    assert set(named) <= set(table["arms"])
+    for arm in named:
+        shares = [r["stats"]["activation_grad_pruning/sparsity/mean"] for r in table["arms"][arm]["runs"]]
+        assert len(shares) >= 5 and abs(statistics.median(shares) - int(arm.removeprefix("sparse")) / 100) <= 0.01, \
+            (arm, shares)
