@@ -193,7 +193,7 @@ def _matrix_baseline(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The matrix's baseline recipe (from --params' `combine` section, then --set) and what it was made for."""
     from dataclasses import replace
 
-    from harness.experiments import matrix
+    from harness.experiments import matrix, preregister
 
     combine = argparse.Namespace(params=args.params, recipe=None, scale=args.scale, seeds=None, executor=None,
                                  techniques=[], set=[], settings=None)
@@ -206,13 +206,10 @@ def _matrix_baseline(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
                             aa_control=False)
     # The baseline (it fixes the target) and the single techniques `--tune` names, with the teacher they may need;
     # pairs are never tuned: they run at their techniques' settings (matrix.spread_tuning).
-    from harness.experiments.preregister import parse_grid
-
-    tuned = {parse_grid(t)[0] for t in args.tune}
+    tuned = {preregister.parse_grid(t)[0] for t in args.tune}
     keep = tuple(a for a in plan.recipe.arms if a.name in {"baseline", matrix.TEACHER} | tuned)
     recipe = replace(plan.recipe, arms=keep)
     return recipe, {"name": combine.recipe, "overrides": overrides}
-
 
 
 def _read_params(args: argparse.Namespace) -> None:
