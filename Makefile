@@ -32,10 +32,8 @@ demo: system-demo data
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@echo "report: $(CURDIR)/reports/demo/site/index.html (committed full-budget report: reports/index.html)"
 
-# --allow-dirty: hinton's table and the combinability matrix, committed before issue 10's protocol, came from a
-# dirty tree; they are shown with that banner until they are rerun (remove the flag then).
 report: $(STAMP)
-	$(BIN)/effitrain report --allow-dirty
+	$(BIN)/effitrain report
 
 test: system-test data
 	$(BIN)/python -m pytest -q

@@ -258,7 +258,7 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from datetime import datetime
 
     from harness.experiments import matrix, preregister
-    from harness.experiments.jobs import code_version
+    from harness.experiments.jobs import code_hash, code_version
     from harness.experiments.session import parent_run
     from harness.results import combinability
     from harness.tracking import Tracker, provenance
@@ -299,8 +299,10 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
         classes = datamod.load_dataset(plan.recipe.dataset, args.data_root).num_classes
         rule = plan.target_rule or "the recipe's own target (pre-registration not used)"
+        files = matrix.plan_code_files(plan)
+        prov = {**provenance(), "code_hash": code_hash(files), "code_files": files}
         meta = {"command": _command_line(argv), "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                "code_version": code_version(), "executor": args.executor, "provenance": provenance(),
+                "code_version": code_version(), "executor": args.executor, "provenance": prov,
                 "protocol": {"classes": classes, "collapse_accuracy": COLLAPSE / classes, "target_rule": rule}}
         summary = combinability.summarise(plan, outcomes, seeds, meta, cost=args.cost, aa_arm=plan.aa_arm)
         paths = combinability.write_outputs(summary, args.out)

@@ -18,6 +18,7 @@ import torch
 from harness import techniques as tech
 from harness.cli import main
 from harness.experiments import matrix
+from harness.experiments.jobs import code_hash
 from harness.results import combinability as comb
 from harness.techniques import Technique
 
@@ -198,6 +199,9 @@ def test_matrix_runs_writes_its_outputs_and_reuses_mlflow_runs(project, capsys):
     assert all(r["verdict"] in ("range only (under 5 seeds)", "missed target", "not measurable", "collapsed")
                for r in rows)
     summary = json.loads(Path("reports/combinability.json").read_text())
+    code = summary["provenance"]["code_files"]  # what the report re-hashes to mark the matrix stale
+    assert {"harness/models.py", "reproductions/hinton2015_distillation.py"} <= set(code)
+    assert summary["provenance"]["code_hash"] == code_hash(code)
     total = (1 + 2 + 3 + 3) * 2  # teacher, baseline and its A/A control, three singles, three pairs; two seeds
     assert summary["runs"] == {"run": total, "reused": 0, "failed": 0}
     assert Path("reports/combinability.png").read_bytes()[:4] == b"\x89PNG"

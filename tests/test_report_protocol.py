@@ -282,6 +282,39 @@ def test_a_dirty_table_is_refused_unless_allowed_and_then_bannered(tmp_path: Pat
         assert "The measurement protocol" in text and "93.8% coverage" in text
 
 
+def test_the_matrix_is_refused_when_dirty_and_marked_when_its_code_changed(tmp_path: Path) -> None:
+    from harness.results.schema import write_combinability
+    from tests.helpers import combinability
+
+    clean = protocol_table()
+    comb_path = tmp_path / "site" / "combinability.json"
+    comb_path.parent.mkdir()
+    write_combinability(combinability(replace(clean.provenance, git_dirty=True)), comb_path)
+    with pytest.raises(ValueError) as err:
+        _build(tmp_path, clean)
+    assert str(err.value).startswith(f"{comb_path}: made from uncommitted code") and "\n" not in str(err.value)
+    assert not (tmp_path / "site" / "index.html").exists()  # refused before anything is written
+    page = _text(_build(tmp_path, clean, allow_dirty=True) / "combinability.html")
+    assert "Dirty working tree: the matrix's runs came from uncommitted changes" in page
+
+    write_combinability(combinability(clean.provenance), comb_path)  # clean, its code as the runs saw it
+    page = _text(_build(tmp_path, clean) / "combinability.html")
+    assert "code current: the 2 source files the runs executed are unchanged" in page and "Stale:" not in page
+    assert "working tree clean" in page
+
+    changed = replace(clean.provenance, code_files={**clean.provenance.code_files, "harness/train.py": "0" * 16})
+    write_combinability(combinability(changed), comb_path)
+    site = _build(tmp_path, clean, pdf=shutil.which("pdftotext") is not None)
+    page = _text(site / "combinability.html")
+    assert "Stale: the code these runs executed has changed since: harness/train.py (changed)" in page
+    if (site / "report.pdf").exists():
+        out = subprocess.run(["pdftotext", str(site / "report.pdf"), "-"], capture_output=True, text=True,
+                             check=True, timeout=60).stdout
+        text = re.sub(r"\s+", " ", out.replace("\u200b", ""))
+        assert "Stale: the code these runs executed has changed since: harness/train.py (changed)" in text
+        assert "combinability.json [stale]" in text and "The combinability matrix: stale." in text
+
+
 def test_the_cli_refuses_dirty_tables_unless_allow_dirty(tmp_path: Path, capsys) -> None:
     from harness.cli import main
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.experiments.executors import EXECUTORS, threads_per_job
-from harness.experiments.jobs import Job, Outcome
+from harness.experiments.jobs import Job, Outcome, code_files
 from harness.experiments.progress import Progress
 from harness.experiments.reproduce import interleaved, run_phases
 from harness.recipes import Arm, Recipe, apply_overrides, get_recipe
@@ -41,7 +41,7 @@ from harness.runner import validate
 from harness.techniques import conflict_reason, get_technique, techniques
 from harness.train.strategy import check_batch, check_devices, launch
 
-__all__ = ["EXECUTORS", "EXPERIMENT", "Plan", "arm_name", "make_plan", "recipe_rule", "run_matrix"]
+__all__ = ["EXECUTORS", "EXPERIMENT", "Plan", "arm_name", "make_plan", "plan_code_files", "recipe_rule", "run_matrix"]
 
 EXPERIMENT = "effitrain/matrix"
 TEACHER = "teacher"
@@ -207,6 +207,15 @@ def _origin(name: str) -> str:
 
 
 # ---------------------------------------------------------------- running
+
+def plan_code_files(plan: Plan) -> dict[str, str]:
+    """The source the plan's runs execute (`jobs.code_files` merged over its arms), as the matrix's provenance
+    records it: the report checks these files to mark the matrix stale, as it does a paper's table."""
+    files: dict[str, str] = {}
+    for arm in plan.arms:
+        files.update(code_files(Job(plan.recipe, arm.name, 0, EXPERIMENT)))
+    return dict(sorted(files.items()))
+
 
 def run_matrix(plan: Plan, seeds: list[int], executor: str = "inprocess", workers: int | None = None,
                data_root: str = "datasets", tracking_uri: str | None = None, ray_address: str | None = None,

@@ -34,12 +34,15 @@ def discover(runs_dir: str | Path) -> list[ResultsTable]:
     return cells.sorted_tables([load_table(f) for f in files])
 
 
-def check_dirty(tables: list[ResultsTable], runs_dir: str | Path, allow_dirty: bool = False) -> None:
-    """Refuse tables whose runs came from a dirty working tree, unless `allow_dirty`: ValueError, one line,
-    naming the (first) file."""
-    dirty = [t for t in tables if t.provenance.git_dirty]
+def check_dirty(tables: list[ResultsTable], runs_dir: str | Path, allow_dirty: bool = False,
+                comb: Combinability | None = None, comb_path: str | Path = "combinability.json") -> None:
+    """Refuse tables (and a combinability matrix, `comb`, read from `comb_path`) whose runs came from a dirty
+    working tree, unless `allow_dirty`: ValueError, one line, naming the (first) file."""
+    dirty = [Path(runs_dir) / t.paper / f"{variant(t)}.json" for t in tables if t.provenance.git_dirty]
+    if comb is not None and comb.provenance.git_dirty:
+        dirty.append(Path(comb_path))
     if dirty and not allow_dirty:
-        first = Path(runs_dir) / dirty[0].paper / f"{variant(dirty[0])}.json"
+        first = dirty[0]
         others = len(dirty) - 1
         more = f", as {'is' if others == 1 else 'are'} {cells.plural(others, 'other table')}" if others else ""
         raise ValueError(f"{first}: made from uncommitted code (provenance.git_dirty is true){more}; commit and "
@@ -79,8 +82,8 @@ def build_report(runs_dir: str | Path = "reports/runs", out: str | Path = "repor
     tables = discover(runs_dir)
     comb_path = matrix_dir / "combinability.json"
     comb: Combinability | None = load_combinability(comb_path) if comb_path.is_file() else None
-    check_dirty(tables, runs_dir, allow_dirty)
-    statuses = cells.code_statuses(tables, code_root)
+    check_dirty(tables, runs_dir, allow_dirty, comb, comb_path)
+    statuses = cells.code_statuses(tables, code_root, comb)
     if comb is not None and matrix_dir.resolve() != out.resolve() and (matrix_dir / "combinability.png").is_file():
         atomic_write(out / "combinability.png", (matrix_dir / "combinability.png").read_bytes())
     _paper_pages(tables, out, statuses)
@@ -90,7 +93,7 @@ def build_report(runs_dir: str | Path = "reports/runs", out: str | Path = "repor
         atomic_write(out / "figures" / "pareto.png", figures.pareto_png(overview))
     if comb is not None:
         heatmap = (out / "combinability.png").is_file()
-        atomic_write(out / "combinability.html", html.combinability_page(comb, heatmap))
+        atomic_write(out / "combinability.html", html.combinability_page(comb, heatmap, statuses.get(cells.MATRIX_KEY)))
     atomic_write(out / "protocol.html", html.protocol_page())
     index = atomic_write(out / "index.html", html.index_page(tables, runs_dir, comb is not None, statuses))
     if pdf:

@@ -42,7 +42,7 @@ __all__ = [
     "MIN_SEEDS", "NO_VERDICT", "PROTOCOL", "PROTOCOL_INTRO", "PROJECT_ROOT", "min_seeds", "too_few_seeds",
     "cost_first", "cost_order", "speedup_parts", "speedup_summary", "kind_text", "fidelity_text", "flops_text",
     "protocol_rows", "protocol_missing", "CodeStatus", "code_status", "code_statuses", "table_key",
-    "status_banners", "status_mark",
+    "MATRIX_KEY", "matrix_banners", "status_banners", "status_mark",
 ]
 
 MATRIX_HOWTO = "effitrain matrix --scale cpu --seeds 5"
@@ -536,6 +536,10 @@ def table_key(table: ResultsTable) -> tuple[str, str]:
     return table.paper, variant(table)
 
 
+# The combinability matrix's entry in the statuses dict (no paper is called "combinability.json").
+MATRIX_KEY = ("combinability.json", "matrix")
+
+
 def protocol_missing(table: ResultsTable) -> str | None:
     """What a table written before the measurement protocol (schema version 1 or 2) lacks, else None."""
     if table.protocol is not None:
@@ -658,9 +662,13 @@ def code_status(prov: Provenance, root: str | Path | None = None) -> CodeStatus:
     return CodeStatus(recorded=True, checked=len(prov.code_files), changed=tuple(changed), missing=tuple(missing))
 
 
-def code_statuses(tables: list[ResultsTable], root: str | Path | None = None) -> dict[tuple[str, str], CodeStatus]:
-    """`code_status` of every table, by `table_key`."""
-    return {table_key(t): code_status(t.provenance, root) for t in tables}
+def code_statuses(tables: list[ResultsTable], root: str | Path | None = None,
+                  comb: Combinability | None = None) -> dict[tuple[str, str], CodeStatus]:
+    """`code_status` of every table, by `table_key`, and of the combinability matrix (if any) under `MATRIX_KEY`."""
+    out = {table_key(t): code_status(t.provenance, root) for t in tables}
+    if comb is not None:
+        out[MATRIX_KEY] = code_status(comb.provenance, root)
+    return out
 
 
 def status_banners(table: ResultsTable, status: CodeStatus | None) -> list[tuple[str, str, str]]:
@@ -681,6 +689,22 @@ def status_banners(table: ResultsTable, status: CodeStatus | None) -> list[tuple
     missing = protocol_missing(table)
     if missing:
         out.append(("note", "Protocol not recorded", missing))
+    return out
+
+
+def matrix_banners(comb: Combinability, status: CodeStatus | None) -> list[tuple[str, str, str]]:
+    """The matrix's stale, dirty or code-not-recorded notices, as `status_banners` gives a table's."""
+    out = []
+    if status is not None and status.stale:
+        out.append(("stale", "Stale", f"the code these runs executed has changed since: {status.files()}. Its "
+                                      f"numbers may not be what the code gives now; rerun `{comb.command}`."))
+    if comb.provenance.git_dirty:
+        out.append(("dirty", "Dirty working tree", "the matrix's runs came from uncommitted changes on top of commit "
+                    f"{str(comb.provenance.git_commit)[:10]}, so the code behind them cannot be recovered from git "
+                    "(included because the report was built with --allow-dirty)."))
+    if status is not None and not status.recorded:
+        out.append(("note", "Code not recorded", "the matrix does not list the source files its runs executed, "
+                                                 "so whether it is stale cannot be checked."))
     return out
 
 
@@ -791,8 +815,9 @@ _COST_WORDS = {"flops": "counted FLOPs to target", "seconds": "training-clock se
                "steps": "steps to target", "samples": "samples to target"}
 
 
-def combinability_facts(comb: Combinability) -> list[tuple[str, str]]:
-    """What every pair shares, as (item, text): recipe and its rule, budget, target, seeds, the protocol, command."""
+def combinability_facts(comb: Combinability, status: CodeStatus | None = None) -> list[tuple[str, str]]:
+    """What every pair shares, as (item, text): recipe and its rule, budget, target, seeds, the protocol, command,
+    and whether the code is still the code that ran (`status`, from `code_status`)."""
     recipe = comb.recipe + (f": {comb.recipe_description}" if comb.recipe_description else "")
     runs = comb.runs or {}
     pr = comb.protocol
@@ -814,9 +839,12 @@ def combinability_facts(comb: Combinability) -> list[tuple[str, str]]:
                   ", ".join(pr.capped_runs) or "none"),
                  ("collapsed runs" + (f" (test accuracy at or below {pr.collapse_accuracy:.3f})"
                                       if pr.collapse_accuracy else ""), ", ".join(pr.collapsed_runs) or "none")]
+    dirty = {True: "dirty: the runs came from uncommitted code", False: "clean", None: "not recorded"}
     return rows + [("composition order", " → ".join(comb.composition_order) or "—"),
                    ("command", comb.command), ("created", comb.created),
-                   ("runs", ", ".join(f"{v} {k}" for k, v in runs.items()) or "—")]
+                   ("runs", ", ".join(f"{v} {k}" for k, v in runs.items()) or "—"),
+                   ("code", status.text() if status is not None else "not checked"),
+                   ("working tree", dirty[comb.provenance.git_dirty])]
 
 
 def combinability_rows(comb: Combinability, view: Any = None) -> tuple[list[dict[str, str]], list[dict[str, str]]]:

@@ -133,10 +133,11 @@ def _provenance_table(prov: Provenance, created: str, status: cells.CodeStatus |
     return _table(["item", "value"], rows)
 
 
-def _banners(table: ResultsTable, status: cells.CodeStatus | None) -> str:
-    """Stale, dirty and not-recorded notices, above the numbers they qualify."""
+def _banners(notices: list[tuple[str, str, str]]) -> str:
+    """Stale, dirty and not-recorded notices (`cells.status_banners`, `cells.matrix_banners`), above the numbers
+    they qualify."""
     return "\n".join(f'<div class="banner {kind}"><b>{_esc(title)}:</b> {_esc(text)}</div>'
-                      for kind, title, text in cells.status_banners(table, status))
+                      for kind, title, text in notices)
 
 
 def _scale_section(table: ResultsTable, figure: str, status: cells.CodeStatus | None = None) -> str:
@@ -147,7 +148,7 @@ def _scale_section(table: ResultsTable, figure: str, status: cells.CodeStatus | 
     return "\n".join([
         f'<section id="scale-{_esc(name)}"><h2>Scale: {_esc(table.scale)} ({_esc(table.tag or "")})'
         + (f' <span class="muted">[{_esc(mark)}]</span>' if mark and mark != "current" else "") + "</h2>",
-        _banners(table, status),
+        _banners(cells.status_banners(table, status)),
         f'<div class="budget"><b>Budget ({_esc(name)}):</b> {_esc(table.budget)}</div>',
         _citation(table.card),
         f"<p>Command: <code>{_esc(table.command)}</code><br>Seeds: {_esc(len(table.seeds))} · target: "
@@ -265,16 +266,15 @@ def _comb_tables(comb: Combinability, view: Any, level: str) -> list[str]:
             if p_rows else "<p>No pairs recorded.</p>"]
 
 
-def combinability_page(comb: Combinability, heatmap: bool) -> str:
-    """The combinability matrix: shared setting and protocol, heatmap, singles, then every pair with its verdict
-    and reason, in the matrix's main cost and then in the other (wall-clock beside FLOPs)."""
-    facts = _table(["item", "value"], [[_esc(k), _esc(v)] for k, v in cells.combinability_facts(comb)])
+def combinability_page(comb: Combinability, heatmap: bool, status: cells.CodeStatus | None = None) -> str:
+    """The combinability matrix: its stale/dirty notices, shared setting and protocol, heatmap, singles, then every
+    pair with its verdict and reason, in the matrix's main cost and then in the other (wall-clock beside FLOPs)."""
+    facts = _table(["item", "value"], [[_esc(k), _esc(v)] for k, v in cells.combinability_facts(comb, status)])
     img = '<img src="combinability.png" alt="pair verdicts and interactions as a heatmap">' if heatmap else ""
     body = [
         '<p><a href="index.html">← all papers</a></p><h1>Combinability of techniques</h1>',
         f'<div class="budget"><b>Budget ({_esc(comb.scale)}):</b> {_esc(comb.budget)}</div>',
-        (f'<div class="banner dirty"><b>DIRTY:</b> the matrix\'s runs came from uncommitted changes on top of '
-         f"commit {_esc(str(comb.provenance.git_commit)[:10])}.</div>" if comb.provenance.git_dirty else ""),
+        _banners(cells.matrix_banners(comb, status)),
         _COMB_INTRO, facts, img,
         f"<h2>In {_esc(cells.cost_words(comb.cost))}</h2>", *_comb_tables(comb, comb, "h3")]
     if comb.secondary is not None:

@@ -244,11 +244,12 @@ def report_data(tables: list[ResultsTable], comb: Comb, out_dir: Path, keys: dic
     """Everything the template shows, as strings and tables; `keys` maps paper id -> cite key, `statuses`
     (paper, variant) -> the table's code check (default: checked against this checkout)."""
     out_dir = Path(out_dir)
-    statuses = statuses if statuses is not None else cells.code_statuses(tables)
+    statuses = statuses if statuses is not None else cells.code_statuses(tables, comb=comb)
     protocol = {"intro": cells.PROTOCOL_INTRO, "scales": _SCALES,
                 "items": [{"title": title, "text": text} for title, text in cells.PROTOCOL]}
     return {**_front_matter(tables, comb), "protocol": protocol, "chapters": _chapters(tables, out_dir, keys, statuses),
-            "tta": _tta_chapter(tables, out_dir), "combinability": _comb_chapter(comb, out_dir),
+            "tta": _tta_chapter(tables, out_dir),
+            "combinability": _comb_chapter(comb, out_dir, statuses.get(cells.MATRIX_KEY)),
             "combinability_missing": ("No combinability matrix was found (combinability.json next to this "
                                       f"report). Produce it with `{cells.MATRIX_HOWTO}`, then run `effitrain report`."),
             "threats": _threats(tables, comb, out_dir, statuses), "appendix": _appendix(tables, comb, statuses),
@@ -402,15 +403,16 @@ _COMB_INTRO = ("Each pair of techniques is first checked against their declarati
                "changes are medians of per-seed differences of test accuracy against the baseline.")
 
 
-def _comb_chapter(comb: Comb, out_dir: Path) -> dict[str, Any] | None:
-    """The combinability matrix: setting and protocol, heatmap, singles and pairs in its main cost, then the
-    singles and pairs in the other (wall-clock beside FLOPs)."""
+def _comb_chapter(comb: Comb, out_dir: Path, status: cells.CodeStatus | None = None) -> dict[str, Any] | None:
+    """The combinability matrix: stale/dirty notices, setting and protocol, heatmap, singles and pairs in its main
+    cost, then the singles and pairs in the other (wall-clock beside FLOPs)."""
     if comb is None:
         return None
-    facts = [[k, v] for k, v in cells.combinability_facts(comb) if k != "budget"]
+    facts = [[k, v] for k, v in cells.combinability_facts(comb, status) if k != "budget"]
     views = [comb] + ([comb.secondary] if comb.secondary is not None else [])
     return {
         "intro": _COMB_INTRO, "budget": f"{comb.scale} scale: {comb.budget}",
+        "banners": [{"kind": k, "title": title, "text": text} for k, title, text in cells.matrix_banners(comb, status)],
         "facts": _table(["item", "value"], [1.3, 5], facts, caption="The setting every pair shares."),
         "figure": _figure(out_dir, "combinability.png", "Pair verdicts and interactions (drawn by effitrain matrix).",
                           max_height_cm=14),
@@ -449,7 +451,7 @@ def _threats(tables: list[ResultsTable], comb: Comb, out_dir: Path,
             {"title": "Number of seeds", "text": _seeds_text(tables, comb)},
             {"title": "Hardware", "text": _hardware_text(tables, comb)},
             {"title": "Timing noise on a shared machine", "text": _noise_text(tables)},
-            {"title": "Stale and dirty tables", "text": _stale_text(tables, statuses)}]
+            {"title": "Stale and dirty tables", "text": _stale_text(tables, comb, statuses)}]
 
 
 def _cifar_text(cifar_tables: list[str], out_dir: Path) -> str:
@@ -522,17 +524,22 @@ def _noise_text(tables: list[ResultsTable]) -> str:
             "CPU tables lead with them." + floor + share)
 
 
-def _stale_text(tables: list[ResultsTable], statuses: dict[tuple[str, str], cells.CodeStatus]) -> str:
-    """Which tables ran code that has changed since, came from uncommitted code, or record no code."""
+def _stale_text(tables: list[ResultsTable], comb: Comb, statuses: dict[tuple[str, str], cells.CodeStatus]) -> str:
+    """Which tables (and whether the matrix) ran code that has changed since, came from uncommitted code, or
+    record no code."""
     def named(pick: Any) -> str:
         return ", ".join(f"{t.paper}/{variant(t)}" for t in tables if pick(t, statuses.get(cells.table_key(t))))
     stale = named(lambda t, s: s is not None and s.stale)
     dirty = named(lambda t, s: bool(t.provenance.git_dirty))
     unrecorded = named(lambda t, s: s is not None and not s.recorded)
+    matrix = ""
+    if comb is not None:
+        marks = [title.lower() for _, title, _ in cells.matrix_banners(comb, statuses.get(cells.MATRIX_KEY))]
+        matrix = " The combinability matrix: " + ("; ".join(marks) if marks else "current and clean") + "."
     return ("Each table lists the source files its runs executed with a hash of each, and the report hashes them "
             "again. Stale tables (their code has changed since): " + (stale or "none") + ". Tables made from "
             "uncommitted code, included with --allow-dirty: " + (dirty or "none") + ". Tables that record no "
-            "code, so their staleness cannot be checked: " + (unrecorded or "none") + ".")
+            "code, so their staleness cannot be checked: " + (unrecorded or "none") + "." + matrix)
 
 
 # ---------------------------------------------------------------- appendix
@@ -547,8 +554,10 @@ def _appendix(tables: list[ResultsTable], comb: Comb,
         sections.append({"title": f"{t.paper}/{variant(t)}.json" + (f" [{mark}]" if mark and mark != "current" else ""),
                          "table": _provenance(t.provenance, t.command, t.created, status)})
     if comb is not None:
-        sections.append({"title": "combinability.json",
-                         "table": _provenance(comb.provenance, comb.command, comb.created)})
+        status = statuses.get(cells.MATRIX_KEY)
+        marks = "; ".join(title.lower() for kind, title, _ in cells.matrix_banners(comb, status))
+        sections.append({"title": "combinability.json" + (f" [{marks}]" if marks else ""),
+                         "table": _provenance(comb.provenance, comb.command, comb.created, status)})
     return [{"title": "Provenance and environment", "sections": sections}]
 
 
