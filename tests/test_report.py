@@ -149,6 +149,26 @@ def test_combinability_records_round_trip() -> None:
     assert Combinability.from_dict(json.loads(json.dumps(comb.to_dict()))) == comb
 
 
+def test_an_unbounded_interval_is_written_as_strict_json_and_read_back_as_infinity(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from harness.results.schema import to_json
+    from tests.helpers import combinability
+
+    comb = combinability(table("cpu", "b").provenance)
+    name = next(iter(comb.singles))
+    comb.singles[name] = replace(comb.singles[name], high=math.inf)  # only the technique reached on one seed
+    text = to_json(comb).decode()
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not strict JSON: {constant}")
+
+    assert json.loads(text, parse_constant=refuse)["singles"][name]["high"] == "inf"
+    assert Combinability.from_dict(json.loads(text)).singles[name].high == math.inf
+    with pytest.raises(ValueError):
+        to_json({"x": math.nan})
+
+
 _TRAINING = ("torch", "lightning", "reproductions", "harness.runner", "harness.matrix", "harness.measure",
              "harness.techniques", "harness.recipes", "harness.papers")
 

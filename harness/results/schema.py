@@ -21,6 +21,7 @@ Nothing here imports training code: reports can be built where torch is not inst
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import types
 import typing
@@ -464,6 +465,8 @@ def _value(tp: Any, value: Any, where: str, path: str) -> Any:
     if origin is dict:
         _check(isinstance(value, dict), tp, value, where, path)
         return {k: _value(args[1], v, f"{where}.{k}", path) for k, v in value.items()}
+    if tp is float and isinstance(value, str) and value in INFINITIES:  # JSON has no infinity: to_json writes it as this string
+        return INFINITIES[value]
     ok = {float: (numbers.Real,), int: (numbers.Integral,), str: (str,), bool: (bool,)}[tp]  # numpy scalars too
     _check(isinstance(value, ok) and (tp is bool or not isinstance(value, bool)), tp, value, where, path)
     return value
@@ -501,10 +504,27 @@ def _dump(value: Any) -> Any:
     return value
 
 
+# An unbounded value (a speedup interval's end when only the technique reached the target on a seed) is a
+# float infinity, which JSON cannot write: it is written as one of these strings and read back as the float.
+INFINITIES = {"inf": math.inf, "-inf": -math.inf}
+
+
+def _finite_json(value: Any) -> Any:
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, list | tuple):
+        return [_finite_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    return value
+
+
 def to_json(obj: Any) -> bytes:
-    """The project's JSON encoding of a record or a plain object: indent 1, numpy floats as floats, no NaN."""
+    """The project's JSON encoding of a record or a plain object: indent 1, numpy floats as floats, infinities
+    as the strings "inf"/"-inf" (standard JSON has none), no NaN (ValueError)."""
     data = obj.to_dict() if isinstance(obj, _Base) else obj
-    return json.dumps(data, indent=1, default=float, allow_nan=False).encode("utf-8")
+    data = _finite_json(json.loads(json.dumps(data, default=float)))  # numpy scalars become floats first
+    return json.dumps(data, indent=1, allow_nan=False).encode("utf-8")
 
 
 def write_json(obj: Any, path: str | Path) -> Path:
