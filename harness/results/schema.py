@@ -465,7 +465,7 @@ def _value(tp: Any, value: Any, where: str, path: str) -> Any:
     if origin is dict:
         _check(isinstance(value, dict), tp, value, where, path)
         return {k: _value(args[1], v, f"{where}.{k}", path) for k, v in value.items()}
-    if tp is float and isinstance(value, str) and value in INFINITIES:  # JSON has no infinity: to_json writes it as this string
+    if tp is float and isinstance(value, str) and value in INFINITIES:  # to_json writes infinity so
         return INFINITIES[value]
     ok = {float: (numbers.Real,), int: (numbers.Integral,), str: (str,), bool: (bool,)}[tp]  # numpy scalars too
     _check(isinstance(value, ok) and (tp is bool or not isinstance(value, bool)), tp, value, where, path)
