@@ -199,9 +199,8 @@ def evaluate(model: torch.nn.Module, loader: Any, device: torch.device) -> dict[
 class Evaluator(pl.Callback):
     """Evaluate on the validation loader every k steps and at the end, off the clock.
 
-    Also records the training curve, the time to target, the test metrics at the
-    end and the counted FLOPs of one step (measured on the warm-up step, which
-    is off the clock, with torch's FlopCounterMode).
+    Also records the training curve (with the Ledger's costs so far), the time to target and the test
+    metrics at the end.
     """
 
     def __init__(self, clock: TrainClock, val_loader: Any, test_loader: Any, every_n_steps: int,
@@ -211,31 +210,20 @@ class Evaluator(pl.Callback):
         self.curve: list[dict[str, float]] = []
         self.time_to_target: float | None = None
         self.final: dict[str, float] = {}
-        self.flops_per_step = 0.0
-        self._flop_counter: FlopCounterMode | None = None
-        # Costs spent so far (samples, FLOPs), recorded on each curve point; the machine's load at each
-        # evaluation beside the curve (it describes the machine, not the run, so resumed curves stay identical).
+        # Costs spent so far (samples, FLOPs: the Ledger's, which runs first), recorded on each curve point; the
+        # machine's load at each evaluation beside the curve (it describes the machine, not the run, so resumed
+        # curves stay identical).
         self.cost: Callable[[], dict[str, float]] | None = None
         self.loads: list[float] = []
 
     def state_dict(self) -> dict[str, Any]:
-        return {"curve": self.curve, "time_to_target": self.time_to_target, "flops_per_step": self.flops_per_step,
-                "loads": self.loads}
+        return {"curve": self.curve, "time_to_target": self.time_to_target, "loads": self.loads}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.curve, self.time_to_target = list(state["curve"]), state["time_to_target"]
-        self.flops_per_step = state["flops_per_step"]
         self.loads = list(state.get("loads", []))
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == 0 and self._flop_counter is None:
-            self._flop_counter = FlopCounterMode(display=False)
-            self._flop_counter.__enter__()
-
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._flop_counter is not None and not self.flops_per_step:
-            self._flop_counter.__exit__(None, None, None)
-            self.flops_per_step = float(self._flop_counter.get_total_flops())
         if trainer.global_step % self.every_n_steps == 0:
             self._evaluate(trainer, pl_module)
 
@@ -267,47 +255,121 @@ class Evaluator(pl.Callback):
             raise FloatingPointError(f"validation loss is {val['val/loss']} at step {trainer.global_step}")
 
 
-class BudgetStop(pl.Callback):
-    """Stop training at the first exhausted budget limit; record which one.
+def structure_signature(model: torch.nn.Module, x: torch.Tensor) -> tuple:
+    """What a step's counted FLOPs depend on besides the batch size: every parameter's shape and one
+    example's input shape. A technique that removes channels, grows layers, rescales kernels or changes
+    the resolution changes it; masking weights in place does not (dense kernels skip no zeros)."""
+    return (tuple(x.shape[1:]), *(tuple(p.shape) for p in model.parameters()))
 
-    Data-parallel runs count GLOBAL samples and FLOPs: each of the `world_size` ranks trains on its share
-    of the global batch (`batch_size` is the global one) and the Evaluator counts one rank's step, so both
-    are scaled by the world size. The training-clock limit is decided by every rank together (any rank
-    over it stops all), as a rank that stops alone would leave the others waiting on its gradients.
+
+class Ledger(pl.Callback):
+    """The cost a run has spent: samples seen and counted training FLOPs, following structural change.
+
+    A step's FLOPs are counted with torch's FlopCounterMode on the run's first step (the warm-up, off the
+    clock) and again on the first step after the structure changes (`structure_signature`: a pruned,
+    grown or rescaled model), so a run is charged what its model costs at each step, not the dense
+    model's cost throughout. A recount step stays on the training clock (the counter's own overhead is a
+    few milliseconds, once per change). Each step adds its counted FLOPs times the techniques' declared
+    fraction (`flop_fraction`, asked at train start after their setup), scaled by the step's share of
+    the counted batch (a short last batch costs less).
+
+    Data-parallel runs count GLOBAL samples and FLOPs: each rank trains its share of the global batch
+    and counts its own step, so both are scaled by the world size.
+
+    Put it before the Evaluator and BudgetStop: a curve point at step k then includes step k, and the
+    budget sees it. One row per epoch (`epochs`): the parameters the model trained with (at the epoch's
+    start), the FLOPs and samples the epoch spent and its training-clock seconds.
     """
 
-    def __init__(self, budget: Budget, clock: TrainClock, evaluator: Evaluator, batch_size: int,
-                 flop_fraction: float | Callable[[], float] = 1.0) -> None:
-        self.budget, self.clock, self.evaluator = budget, clock, evaluator
-        self.batch_size = batch_size
-        # A callable is asked at train start, after techniques' setup() has seen the model.
+    def __init__(self, clock: TrainClock | None = None, flop_fraction: float | Callable[[], float] = 1.0) -> None:
+        self.clock = clock
         self._fraction = flop_fraction
         self.flop_fraction = 1.0 if callable(flop_fraction) else float(flop_fraction)
         self.samples = 0
-        self.world_size = 1
-        self.stopped_by = "epochs"
+        self.flops = 0.0
+        self.flops_per_step = 0.0  # one rank's counted step at `counted_batch` examples
+        self.counted_batch = 0
+        self.signature: tuple | None = None
+        self.epochs: list[dict[str, float]] = []
+        self._epoch_start: dict[str, float] | None = None
+        self._counter: FlopCounterMode | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"samples": self.samples, "flops": self.flops, "flops_per_step": self.flops_per_step,
+                "counted_batch": self.counted_batch, "signature": self.signature, "epochs": self.epochs,
+                "epoch_start": self._epoch_start}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.samples, self.flops, self.flops_per_step = state["samples"], state["flops"], state["flops_per_step"]
+        self.counted_batch, self.signature = state["counted_batch"], state["signature"]
+        self.epochs, self._epoch_start = list(state["epochs"]), state["epoch_start"]
+
+    def cost(self) -> dict[str, float]:
+        return {"samples": self.samples, "flops": self.flops}
 
     def on_train_start(self, trainer, pl_module) -> None:
         if callable(self._fraction):
             self.flop_fraction = float(self._fraction())
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"samples": self.samples}
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if self._epoch_start is None:  # not when a run resumes inside an epoch
+            self._epoch_start = {"epoch": trainer.current_epoch + 1, "params": _n_params(pl_module.model),
+                                 "flops": self.flops, "samples": self.samples, "train_seconds": self._seconds()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.samples = state["samples"]
-
-    @property
-    def flops(self) -> float:
-        step = self.evaluator.flops_per_step * self.world_size  # one rank's share of the step, times the ranks
-        return step * self.flop_fraction * self.samples / self.batch_size
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        signature = structure_signature(pl_module.model, batch[0])
+        if signature != self.signature:
+            self.signature = signature
+            self._counter = FlopCounterMode(display=False)
+            self._counter.__enter__()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.world_size = trainer.world_size
-        self.samples += len(batch[1]) * self.world_size
+        n = len(batch[1])
+        if self._counter is not None:
+            self._counter.__exit__(None, None, None)
+            self.flops_per_step, self.counted_batch = float(self._counter.get_total_flops()), n
+            self._counter = None
+        world = trainer.world_size
+        self.samples += n * world
+        self.flops += self.flops_per_step * world * self.flop_fraction * n / self.counted_batch
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        start = self._epoch_start
+        if start is None:
+            return
+        self.epochs.append({"epoch": start["epoch"], "params": start["params"],
+                            "flops": self.flops - start["flops"], "samples": self.samples - start["samples"],
+                            "train_seconds": self._seconds() - start["train_seconds"]})
+        self._epoch_start = None
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self._epoch_start is not None and self.samples > self._epoch_start["samples"]:  # a budget ended mid-epoch
+            self.on_train_epoch_end(trainer, pl_module)
+
+    def _seconds(self) -> float:
+        return self.clock.seconds if self.clock is not None else 0.0
+
+
+def _n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+class BudgetStop(pl.Callback):
+    """Stop training at the first exhausted budget limit; record which one.
+
+    Samples and FLOPs are the Ledger's (global over data-parallel ranks). The training-clock limit is
+    decided by every rank together (any rank over it stops all), as a rank that stops alone would leave
+    the others waiting on its gradients.
+    """
+
+    def __init__(self, budget: Budget, clock: TrainClock, ledger: Ledger) -> None:
+        self.budget, self.clock, self.ledger = budget, clock, ledger
+        self.stopped_by = "epochs"
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         b = self.budget
-        checks = [("steps", b.steps, trainer.global_step), ("samples", b.samples, self.samples),
-                  ("train_seconds", b.train_seconds, self.clock.seconds), ("flops", b.flops, self.flops)]
+        checks = [("steps", b.steps, trainer.global_step), ("samples", b.samples, self.ledger.samples),
+                  ("train_seconds", b.train_seconds, self.clock.seconds), ("flops", b.flops, self.ledger.flops)]
         for name, limit, used in checks:
             over = limit is not None and used >= limit
             if name == "train_seconds" and limit is not None and trainer.world_size > 1:

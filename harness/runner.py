@@ -26,9 +26,10 @@ import torch.nn.functional as F
 
 from harness import data as datamod
 from harness.experiments.session import Stopped, process_tags
-from harness.measure import COLLAPSE, BudgetStop, Evaluator, TechniqueStats, TrainClock
+from harness.measure import COLLAPSE, BudgetStop, Evaluator, Ledger, TechniqueStats, TrainClock
 from harness.papers import paper_source
 from harness.recipes import Arm, Recipe
+from harness.surgery import match_shapes
 from harness.techniques import Technique, compose
 from harness.tracking import MetricBuffer, Tracker, provenance
 from harness.train.checkpoint import Checkpoint
@@ -70,6 +71,9 @@ class RunResult:
     capped: bool = False  # stopped by the training-time guard: never in an accuracy comparison
     collapsed: bool = False  # final test accuracy at or below COLLAPSE x chance
     stats: dict[str, float] = field(default_factory=dict)  # techniques' per-step statistics, run means
+    # One row per epoch (measure.Ledger): parameters trained, FLOPs and samples spent, training seconds; where a
+    # technique changes the model's size these change from epoch to epoch.
+    epochs: list[dict[str, float]] = field(default_factory=list)
 
     def row(self) -> dict[str, Any]:
         return asdict(self)
@@ -191,6 +195,15 @@ class Classifier(pl.LightningModule):
             loss = loss * weight
         self.manual_backward(loss)
         return loss.detach()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Before a resumed run's weights load: give every parameter and buffer the shape it had when saved.
+
+        A technique that removed channels or grew layers in place left tensors of other shapes than the
+        freshly built model's; Lightning calls this hook before it loads the state dict (and before the
+        optimizer is built, so the optimizer is made over the resized parameters and takes their state).
+        """
+        match_shapes(self, checkpoint["state_dict"])
 
     def configure_optimizers(self) -> Any:
         chosen = [o for o in (t.configure_optimizer(self.model, dict(self.recipe.optim)) for t in self.techniques)
@@ -333,8 +346,9 @@ class Runner:
             on_eval = buffer.add if not self.log_evals else _printing(buffer.add, arm.name, seed, total_steps,
                                                                       recipe.target.metric)
             evaluator = Evaluator(clock, val, test, recipe.eval_every_n_steps, recipe.target, on_eval=on_eval)
-            stop = BudgetStop(recipe.budget, clock, evaluator, recipe.batch_size, lambda: flop_fraction(techniques))
-            evaluator.cost = lambda: {"samples": stop.samples, "flops": stop.flops}
+            ledger = Ledger(clock, lambda: flop_fraction(techniques))
+            stop = BudgetStop(recipe.budget, clock, ledger)
+            evaluator.cost = ledger.cost
             stats = TechniqueStats()
             saver = Checkpoint(checkpoint, checkpoint_every_n_steps or recipe.eval_every_n_steps, clock) \
                 if checkpoint else None
@@ -343,7 +357,7 @@ class Runner:
             trainer = pl.Trainer(
                 **trainer_args(self.devices, self.accelerator), max_epochs=recipe.budget.epochs or -1,
                 max_steps=recipe.budget.steps or -1,
-                callbacks=[*techniques, clock, evaluator, stop, stats, buffer, *([saver] if saver else [])],
+                callbacks=[*techniques, clock, ledger, evaluator, stop, stats, buffer, *([saver] if saver else [])],
                 plugins=plugins or None, logger=False, enable_checkpointing=False, enable_model_summary=False,
                 enable_progress_bar=self.progress, num_sanity_val_steps=0, limit_val_batches=0,
                 use_distributed_sampler=False, default_root_dir=tempfile.gettempdir())
@@ -363,7 +377,7 @@ class Runner:
                 buffer.flush()
             if self.tracker and run_id:
                 self.tracker.end(run_id, status)
-        result = _result(arm, seed, run_id, clock, evaluator, stop, trainer, data.num_classes)
+        result = _result(arm, seed, run_id, clock, evaluator, ledger, stop, trainer, data.num_classes)
         result.stats = stats.means
         if saver:
             result.resumed_from_step, result.checkpoint_seconds = saver.resumed_from_step, saver.checkpoint_seconds
@@ -425,7 +439,7 @@ def _total_steps(recipe: Recipe, steps_per_epoch: int) -> int:
     return min(limits) if limits else steps_per_epoch
 
 
-def _result(arm, seed, run_id, clock, evaluator, stop, trainer, classes: int) -> RunResult:
+def _result(arm, seed, run_id, clock, evaluator, ledger, stop, trainer, classes: int) -> RunResult:
     wall = clock.train_seconds + clock.eval_seconds
     hit = next((p for p in evaluator.curve if evaluator.target.reached(p[evaluator.target.metric])), None)
     loads = evaluator.loads
@@ -439,8 +453,8 @@ def _result(arm, seed, run_id, clock, evaluator, stop, trainer, classes: int) ->
         collapsed=evaluator.final.get("test/acc", 1.0) <= COLLAPSE / classes,
         arm=arm.name, seed=seed, run_id=run_id, train_seconds=clock.train_seconds,
         eval_seconds=clock.eval_seconds, eval_share=clock.eval_seconds / wall if wall else 0.0,
-        warmup_seconds=clock.warmup_seconds, steps=trainer.global_step, samples=stop.samples, flops=stop.flops,
-        flop_fraction=stop.flop_fraction,
+        warmup_seconds=clock.warmup_seconds, steps=trainer.global_step, samples=ledger.samples, flops=ledger.flops,
+        flop_fraction=ledger.flop_fraction, epochs=ledger.epochs,
         time_to_target_s=evaluator.time_to_target, final=evaluator.final, curve=evaluator.curve,
         stopped_by=stopped_by)
 

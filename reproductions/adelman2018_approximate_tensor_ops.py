@@ -408,7 +408,7 @@ class CRS(Technique):
         dense = sum(m * p for m, p in macs.values())
         self._fraction = sum(m * (self.swapped[n].spent(p, batch) if n in self.swapped else p)
                              for n, (m, p) in macs.items()) / dense
-        # The Runner's BudgetStop asks flop_fraction() at train start, after this setup().
+        # The Runner's Ledger asks flop_fraction() at train start, after this setup().
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         drawn = distinct = total = 0

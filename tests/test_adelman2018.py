@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import reproductions.adelman2018_approximate_tensor_ops as crs_paper
-from harness.measure import Budget, BudgetStop
+from harness.measure import Budget, Ledger
 from harness.models import mlp, small_cnn
 from harness.runner import Runner
 
@@ -46,7 +46,7 @@ def test_layers_knob_limits_the_surgery():
 
 
 def _setup(technique, model, flatten, batch_size=64):
-    stop = BudgetStop(Budget(epochs=1), None, None, 1, technique.flop_fraction)  # as the Runner builds it
+    stop = Ledger(None, technique.flop_fraction)  # as the Runner builds it
     module = SimpleNamespace(model=model, context=SimpleNamespace(data=SimpleNamespace(input_shape=(1, 28, 28))),
                              recipe=SimpleNamespace(flatten=flatten, batch_size=batch_size, micro_batch_size=None),
                              step_metrics={})
@@ -65,7 +65,7 @@ def test_flop_fraction_weights_layers_by_their_work(kwargs):
     dense = 2 * conv1 + 3 * (conv2 + fc1 + fc2)  # conv1's input is data: no input gradient
     expected = (2 * conv1 + 3 * (conv2 / 2 + fc1 + fc2)) / dense
     assert technique.flop_fraction() == pytest.approx(expected)
-    assert stop.flop_fraction == pytest.approx(expected)  # the budget's copy follows
+    assert stop.flop_fraction == pytest.approx(expected)  # the ledger's copy follows
 
 
 def test_official_mlp_flop_fraction_counts_the_sampled_backward_only():

@@ -221,7 +221,10 @@ def test_local_processes_give_the_in_process_results(project):
     procs = matrix.run_matrix(plan, [0], "processes", workers=2, progress=False)
     assert inproc.keys() == procs.keys()
     for key in inproc:
-        assert inproc[key]["result"]["final"] == procs[key]["result"]["final"], key
+        # In-process jobs use both cores, each of two workers one: on some CPUs (an AMD EPYC, 2026-12-02) oneDNN's
+        # reductions then differ in the last bits (test loss 2.2072775 against 2.2072778), so equal up to float
+        # rounding; on the Xeon of earlier sessions they were bit-identical.
+        assert inproc[key]["result"]["final"] == pytest.approx(procs[key]["result"]["final"], rel=1e-5), key
         assert inproc[key]["result"]["steps"] == procs[key]["result"]["steps"]
 
 

@@ -76,3 +76,17 @@ def test_same_seed_gives_identical_metrics():
     assert strip(a) != strip(c)
 
 
+
+
+def test_the_cost_on_a_curve_point_includes_that_step_and_the_budget_sees_it():
+    """Each evaluation at step k records k full batches and k steps' FLOPs (before the Ledger, the point at step k
+    recorded k - 1 batches); a sample budget stops at the step that reaches it; one epoch row covers the run."""
+    recipe = tiny_recipe(budget=Budget(samples=32 * 5), eval_every_n_steps=1)
+    result, _ = Runner(progress=False).run_one(recipe, Arm("baseline"), seed=0)
+    assert result.steps == 5 and result.stopped_by == "samples"
+    per_step = result.flops / 5
+    assert per_step > 0
+    for point in result.curve:
+        assert point["samples"] == 32 * point["step"] and point["flops"] == pytest.approx(per_step * point["step"])
+    assert [(e["epoch"], e["samples"]) for e in result.epochs] == [(1, 160)]
+    assert result.epochs[0]["params"] == sum(p.numel() for p in recipe.model((1, 28, 28), 10).parameters())

@@ -33,6 +33,7 @@ CANONICAL: dict[str, tuple[object, dict]] = {
     "gradient_approximation": (CONV, {"method": "spatial", "spatial_stride": 2}),
     "lars": (CONV, {}),
     "max_norm": (MLP, {"c": 0.3}),  # below the initial row norms (about 0.58), so the constraint binds
+    "prunetrain": (CONV, {}),  # the group lasso acts from the first step (channel removal: tests/test_lym2019.py)
 }
 
 

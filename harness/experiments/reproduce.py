@@ -234,7 +234,7 @@ def judge_claims(card: PaperCard, recipe: Recipe, results: dict[str, list[RunRes
         elif claim.metric == "speedup":  # cost to target against the arm's baseline, paired by seed
             row.update(_speedup_claim(claim, recipe, results, floor))
             verdict = row.pop("verdict")
-        elif any(claim.metric not in r.final for r in runs):
+        elif any(not _has_value(r, claim.metric) for r in runs):
             verdict = "not measured"
         elif any(r.capped for r in runs):
             verdict = "capped"
@@ -245,9 +245,23 @@ def judge_claims(card: PaperCard, recipe: Recipe, results: dict[str, list[RunRes
     return out
 
 
+# A claim's metric is a key of a run's final metrics, or one of its totals as `cost/steps`, `cost/samples`,
+# `cost/flops`; `cost/<total>_saved` with a minus_arm is the share of that total the arm saves against it,
+# paired by seed (1 - arm / minus_arm: PruneTrain's "53% of the training FLOPs removed").
+def _cost_name(metric: str) -> str | None:
+    name = metric.removeprefix("cost/").removesuffix("_saved")
+    return name if metric.startswith("cost/") and name in _COSTS else None  # the run totals _COSTS names
+
+
+def _has_value(run: RunResult, metric: str) -> bool:
+    return metric in run.final or _cost_name(metric) is not None
+
+
 def _value_claim(claim: Any, results: dict[str, list[RunResult]]) -> dict[str, Any]:
+    cost = _cost_name(claim.metric)
+
     def values(arm: str) -> list[float]:
-        return [r.final[claim.metric] for r in results[arm]]
+        return [float(getattr(r, cost)) if cost else r.final[claim.metric] for r in results[arm]]
 
     if claim.kind == "ordering":  # gaps between consecutive arms, paired by seed; the measured value is the smallest
         gaps = [paired_differences(values(hi), values(lo)) for lo, hi in zip(claim.arms, claim.arms[1:])]
@@ -260,7 +274,11 @@ def _value_claim(claim: Any, results: dict[str, list[RunResult]]) -> dict[str, A
             return {**out, "verdict": "range only (under 5 seeds)"}
         return {**out, "verdict": ordering_verdict([(s[1], s[2]) for s in summaries])}
     vals = values(claim.arm)
-    if claim.minus_arm:
+    if claim.metric.endswith("_saved") and cost:
+        if not claim.minus_arm:
+            raise ValueError(f"claim {claim.id}: '{claim.metric}' needs a minus_arm to save against")
+        vals = [1.0 - v / b for v, b in zip(vals, values(claim.minus_arm), strict=True)]
+    elif claim.minus_arm:
         vals = paired_differences(vals, values(claim.minus_arm))
     point, low, high, cov = summarise_values(vals)
     out = {"measured": point, "low": low, "high": high, "n_seeds": len(vals), "coverage": cov}

@@ -68,6 +68,7 @@ METRIC_FORMATS = {
     "val/errors": Format.COUNT, "test/errors": Format.COUNT,
     "val/loss": Format.NUMBER, "test/loss": Format.NUMBER, "train/loss": Format.NUMBER,
     "speedup": Format.NUMBER, "cost/saving": Format.NUMBER, "memory/peak_ratio": Format.NUMBER,
+    "cost/flops_saved": Format.PERCENT, "cost/samples_saved": Format.PERCENT, "cost/steps_saved": Format.PERCENT,
     "time/train_seconds_total": Format.SECONDS, "time/time_to_target_s": Format.SECONDS,
     "time/eval_seconds": Format.SECONDS, "time/warmup_seconds": Format.SECONDS,
 }
@@ -331,6 +332,42 @@ def flops_text(value: float | None) -> str:
         if v >= scale:
             return f"{v / scale:.3g} {unit}"
     return f"{v:.3g} FLOP"
+
+
+EPOCH_COLUMNS = ["arm", "epoch", "parameters", "FLOPs this epoch", "of the baseline's", "training seconds"]
+
+
+def resizing_arms(table: ResultsTable) -> list[str]:
+    """Arms whose model changed size during a run (the parameters differ between epochs of some run)."""
+    return [arm for arm in arm_order(table)
+            if any(len({e.get("params") for e in (r.epochs or [])}) > 1 for r in table.arms[arm].runs)]
+
+
+def epoch_rows(table: ResultsTable) -> list[list[str]]:
+    """Per epoch of the baseline and of every arm whose model changed size: the medians over seeds of the
+    parameters it trained (at the epoch's start), the counted FLOPs it spent, their share of the baseline's
+    in the same epoch and its training-clock seconds (the first epoch's without the warm-up step). Empty when
+    no arm changed size, or the runs predate the per-epoch ledger (results schema 4)."""
+    arms = resizing_arms(table)
+    if not arms:
+        return []
+
+    def medians(arm: str) -> dict[int, dict[str, float]]:
+        by_epoch: dict[int, list[dict[str, float]]] = {}
+        for run in table.arms[arm].runs:
+            for row in run.epochs or []:
+                by_epoch.setdefault(int(row["epoch"]), []).append(row)
+        return {e: {k: statistics.median(r[k] for r in rows) for k in ("params", "flops", "train_seconds")}
+                for e, rows in sorted(by_epoch.items())}
+
+    base = medians(table.baseline_arm)
+    rows = []
+    for arm in [table.baseline_arm, *(a for a in arms if a != table.baseline_arm)]:
+        for epoch, m in medians(arm).items():
+            ref = base.get(epoch, {}).get("flops")
+            rows.append([arm, str(epoch), f"{m['params']:,.0f}", flops_text(m["flops"]),
+                         share(m["flops"] / ref) if ref else "—", seconds(m["train_seconds"])])
+    return rows
 
 
 def _cost_to_target(table: ResultsTable, arm: str, attr: str, show: Any) -> str:

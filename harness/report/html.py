@@ -156,10 +156,20 @@ def _scale_section(table: ResultsTable, figure: str, status: cells.CodeStatus | 
         '<h3>Protocol</h3><p class="muted">How these numbers were reached; the protocol itself is stated on '
         '<a href="protocol.html">protocol.html</a>.</p>', protocol,
         "<h3>Claim ledger</h3>", _claims_table(table),
-        "<h3>Cost to target</h3>", _tta_table(table),
+        "<h3>Cost to target</h3>", _tta_table(table), _epochs_table(table),
         f'<img src="{_esc(figure)}" alt="{_esc(cells.metric_label(t.metric))} against training time, '
         f'{_esc(table.scale)} scale">',
         "<h3>Provenance</h3>", _provenance_table(table.provenance, table.created, status), "</section>"])
+
+
+def _epochs_table(table: ResultsTable) -> str:
+    """Where a technique changed the model's size: the cost epoch by epoch (cells.epoch_rows), else nothing."""
+    rows = cells.epoch_rows(table)
+    if not rows:
+        return ""
+    return ('<h3>Cost per epoch</h3><p class="muted">Medians over seeds. The model changed size during training, so '
+            "each epoch is charged what it cost: FLOPs counted on the model as it was at each step.</p>"
+            + _table(cells.EPOCH_COLUMNS, [[_esc(c) for c in row] for row in rows]))
 
 
 def paper_page(tables: list[ResultsTable], figures: list[str], statuses: Statuses = None) -> str:

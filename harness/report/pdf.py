@@ -327,7 +327,7 @@ def _variant_block(table: ResultsTable, out_dir: Path, status: cells.CodeStatus 
             "heading": f"Protocol and results: {name}" + (f" [{mark}]" if mark and mark != "current" else ""),
             "banners": [{"kind": k, "title": title, "text": text}
                         for k, title, text in cells.status_banners(table, status)],
-            "protocol": protocol, "results": _results_table(table),
+            "protocol": protocol, "results": _results_table(table), "epochs": _epochs_table(table),
             "figure": _figure(out_dir, f"figures/{table.paper}-{name}-tta.png", caption),
             "verdicts": _verdicts_table(table), "verdict_line": cells.verdict_counts(table.claims, table)}
 
@@ -355,6 +355,16 @@ def _results_table(table: ResultsTable) -> dict[str, Any]:
                    "theoretical speedup (FLOPs per sample)"],
                   [1.9, 1.25, 1.1, 1.25, 2.4, 0.8, 1.3, 1.2], rows,
                   caption=f"Results at {variant(table)}; speedups against {table.baseline_arm} unless noted.")
+
+
+def _epochs_table(table: ResultsTable) -> dict[str, Any] | None:
+    """The cost epoch by epoch where an arm's model changed size (cells.epoch_rows); None otherwise."""
+    rows = cells.epoch_rows(table)
+    if not rows:
+        return None
+    return _table(cells.EPOCH_COLUMNS, [1.9, 0.8, 1.3, 1.4, 1.2, 1.3], rows,
+                  caption=f"Cost per epoch at {variant(table)} (medians over seeds): the model changed size during "
+                          "training, and each epoch is charged the FLOPs counted on the model as it then was.")
 
 
 def _verdicts_table(table: ResultsTable) -> dict[str, Any] | None:

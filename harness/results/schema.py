@@ -40,8 +40,9 @@ __all__ = [
     "combinability_json", "write_json", "to_json",
 ]
 
-SCHEMA_VERSION = 3  # 2: runs record resumed_from_step and checkpoint_seconds; 3: the protocol (costs to target,
-# load, paired speedups by cost, claim kinds and fidelity, the A/A noise floor, the code hash)
+SCHEMA_VERSION = 4  # 2: runs record resumed_from_step and checkpoint_seconds; 3: the protocol (costs to target,
+# load, paired speedups by cost, claim kinds and fidelity, the A/A noise floor, the code hash); 4: runs record one
+# row per epoch (parameters, FLOPs, samples, seconds), which change where a technique changes the model's size
 SCALE_ORDER = {"smoke": 0, "cpu": 1, "paper": 2}
 
 
@@ -145,6 +146,7 @@ class Run(_Base):
     capped: bool | None = None  # version 3: stopped by the training-time guard
     collapsed: bool | None = None  # version 3: final test accuracy at or below 1.5x chance
     stats: dict[str, float] | None = None  # version 3: techniques' per-step statistics, means over the run
+    epochs: list[dict[str, float]] | None = None  # version 4: per epoch: params, flops, samples, train_seconds
 
 
 @dataclass(kw_only=True)
