@@ -42,18 +42,18 @@ CARD = PaperCard(
         Claim("cifar10_resnet32_flops", "53% of the training FLOPs removed (CIFAR-10 ResNet-32, same epochs as the "
               "dense baseline)", "cost/flops_saved", "prunetrain", 0.53, f"{_CODE}, README 'Training Results'",
               tolerance=0.05, minus_arm="baseline", scales=("paper",)),
-        Claim("flops_fall", "training FLOPs fall below the dense model's at equal epochs (share of FLOPs saved "
-              "above 0)", "cost/flops_saved", "prunetrain", 0.0, "Abstract; README", kind="at_least",
-              minus_arm="baseline", scales=("cpu",)),
-        Claim("flops_fall_strong", "training FLOPs fall below the dense model's at equal epochs, with the cpu "
-              "variant's stronger penalty and threshold", "cost/flops_saved", "prunetrain_strong", 0.0,
+        Claim("flops_fall", "training FLOPs fall at equal epochs: at least 1% of the dense model's saved (the "
+              "1% floor is ours: the direction, not the paper's number)", "cost/flops_saved", "prunetrain", 0.01,
               "Abstract; README", kind="at_least", minus_arm="baseline", scales=("cpu",)),
-        Claim("accuracy_kept", "accuracy close to the dense baseline's (test accuracy difference)", "test/acc",
-              "prunetrain", 0.0, "Abstract: 'with a small accuracy loss'; README", tolerance=0.01,
-              minus_arm="baseline"),
-        Claim("accuracy_kept_strong", "accuracy close to the dense baseline's, with the cpu variant's stronger "
-              "penalty (test accuracy difference)", "test/acc", "prunetrain_strong", 0.0,
-              "Abstract: 'with a small accuracy loss'; README", tolerance=0.01, minus_arm="baseline",
+        Claim("flops_fall_strong", "training FLOPs fall at equal epochs (at least 1% saved), with the cpu variant's "
+              "stronger penalty and threshold", "cost/flops_saved", "prunetrain_strong", 0.01, "Abstract; README",
+              kind="at_least", minus_arm="baseline", scales=("cpu",)),
+        Claim("accuracy_kept", "test accuracy within 1 point of the dense baseline's, or better (the 1-point bound "
+              "is ours)", "test/acc", "prunetrain", -0.01, "Abstract: 'with a small accuracy loss'; README",
+              kind="at_least", minus_arm="baseline"),
+        Claim("accuracy_kept_strong", "test accuracy within 1 point of the dense baseline's, or better, with the "
+              "cpu variant's stronger penalty", "test/acc", "prunetrain_strong", -0.01,
+              "Abstract: 'with a small accuracy loss'; README", kind="at_least", minus_arm="baseline",
               scales=("cpu",)),
         Claim("imagenet_resnet50", "ImageNet ResNet-50: 39% less training time, 40% fewer training FLOPs",
               "cost/flops_saved", "prunetrain", 0.40, "Abstract", tolerance=0.05, minus_arm="baseline", scales=()),

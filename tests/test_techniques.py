@@ -28,6 +28,7 @@ CANONICAL: dict[str, tuple[object, dict]] = {
     "bf16_autocast": (CONV, {}),
     "crs": (CONV, {"sample_ratio": 0.5, "minimal_k": 1, "layers": "conv"}),
     "distillation": (MLP, {}),
+    "dsd": (CONV, {"sparse_from": 0.0, "dense_from": 1.0}),  # masked from the first of the test's 2 steps
     "fixed_point": (MLP, {"il": 4, "fl": 8, "rounding": "stochastic"}),
     "fp16_loss_scaling": (CONV, {}),
     "gradient_approximation": (CONV, {"method": "spatial", "spatial_stride": 2}),
