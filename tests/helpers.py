@@ -36,11 +36,10 @@ from harness.results.schema import (
     write_table,
 )
 
-__all__ = ["PAPER", "HINTON_BIBTEX", "MARKUP", "MP_TITLE", "NO_PAPER", "PNG_SIGNATURE", "run", "table",
+__all__ = ["PAPER", "HINTON_BIBTEX", "MARKUP", "MP_TITLE", "NO_PAPER", "run", "table",
            "write", "paper_tables", "combinability", "heatmap"]
 
 PAPER = "hinton2015_distillation"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HINTON_BIBTEX = ("@article{hinton2015distilling,\n  title={Distilling the Knowledge in a Neural Network},\n"
                  "  author={Hinton, Geoffrey and Vinyals, Oriol and Dean, Jeff},\n  journal={arXiv preprint "
                  "arXiv:1503.02531},\n  year={2015}\n}")

@@ -32,7 +32,7 @@ from harness.results.schema import (
     to_json,
     write_json,
 )
-from tests.helpers import PAPER, PNG_SIGNATURE, table, write
+from tests.helpers import PAPER, table, write
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -279,13 +279,13 @@ def test_paper_page_has_ledger_budget_and_tta(site: Path) -> None:
     assert "not reached (∞) [∞, ∞]" in page and "1/2 (50%)" in page and "0/2 (0%)" in page
     assert "n/a" in page and "0123abcd" in page and "d41d8cd9" in page
     assert page.index('id="scale-smoke"') < page.index('id="scale-cpu"')
-    assert f'src="figures/{PAPER}-cpu-tta.png"' in page
+    assert f'src="figures/{PAPER}-cpu-tta.svg"' in page
 
 
-def test_figures_are_png(site: Path) -> None:
+def test_figures_are_svg(site: Path) -> None:
     for scale in ("smoke", "cpu"):
-        data = (site / "figures" / f"{PAPER}-{scale}-tta.png").read_bytes()
-        assert len(data) > 1000 and data.startswith(PNG_SIGNATURE)
+        data = (site / "figures" / f"{PAPER}-{scale}-tta.svg").read_bytes()
+        assert len(data) > 1000 and b"<svg" in data[:1000] and b"</svg>" in data[-20:]
     assert not list(site.rglob("*.tmp"))
 
 
@@ -297,7 +297,7 @@ def test_text_is_escaped(site: Path) -> None:
 
 def test_output_is_deterministic(site: Path) -> None:
     again = build_report(site.parent / "runs", site.parent / "again", pdf=False, allow_dirty=True).parent
-    for name in ("index.html", f"{PAPER}.html", "protocol.html", f"figures/{PAPER}-cpu-tta.png", "tta.csv"):
+    for name in ("index.html", f"{PAPER}.html", "protocol.html", f"figures/{PAPER}-cpu-tta.svg", "tta.csv"):
         assert (site / name).read_bytes() == (again / name).read_bytes()
 
 

@@ -229,3 +229,18 @@ def test_failed_compile_keeps_the_old_pdf(tmp_path: Path) -> None:
     assert (out / "report.pdf").read_bytes() == b"%PDF-old"
     assert not list(out.glob(".report-pdf-*"))
     assert (out / "index.html").exists()  # the site was written before the PDF
+
+
+def test_figures_are_sized_by_their_aspect_ratio(tmp_path: Path) -> None:
+    # an SVG as matplotlib writes it (7.5 x 2 in) and a tall one: wide figures take 90% of the text width,
+    # tall ones are capped at max_height_cm with their width following the ratio
+    from harness.report import figures
+
+    tables = paper_tables()
+    (tmp_path / "wide.svg").write_bytes(figures.tta_plot(tables[0], "svg"))
+    wide = pdf._figure(tmp_path, "wide.svg", "caption")
+    assert wide == {"path": "/wide.svg", "width_cm": round(0.9 * pdf.TEXT_WIDTH_CM, 2), "caption": "caption"}
+    (tmp_path / "tall.svg").write_text('<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" '
+                                       'width="100pt" height="400pt" viewBox="0 0 100 400"></svg>')
+    assert pdf._figure(tmp_path, "tall.svg", "c", max_height_cm=8.0)["width_cm"] == 2.0
+    assert pdf._figure(tmp_path, "absent.svg", "c") is None

@@ -123,7 +123,7 @@ def interleaved(recipe: Recipe, seed: int) -> list[Arm]:
 def _write(table: dict[str, Any], out_path: Path, tracker: Tracker | None, parent: str | None) -> None:
     """The table, its DVC metrics and curves beside it; with MLflow, all of them and the time-to-accuracy
     figure as artifacts of the command's parent run."""
-    from harness.report.figures import tta_png
+    from harness.report.figures import tta_plot
     from harness.results.exports import write_exports
     from harness.results.schema import ResultsTable, write_table
 
@@ -133,7 +133,7 @@ def _write(table: dict[str, Any], out_path: Path, tracker: Tracker | None, paren
         tracker.log_artifact(parent, out_path, "results")
         for path in exports:
             tracker.log_artifact(parent, path, "results" if path.suffix == ".json" else f"results/{path.parent.name}")
-        tracker.log_bytes(parent, tta_png(ResultsTable.from_dict(table)), "figures/tta.png")
+        tracker.log_bytes(parent, tta_plot(ResultsTable.from_dict(table)), "figures/tta.png")
 
 
 def _table(recipe: Recipe, seeds: list[int], results: dict[str, list[RunResult]], card: PaperCard | None,

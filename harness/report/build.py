@@ -2,7 +2,7 @@
 
 Output, under `out`: an overview `index.html`, one `<paper>.html` per paper with a section per
 variant, `protocol.html` (the measurement protocol), a time-to-accuracy PNG per table under `figures/`,
-`tta.csv` and `figures/pareto.png`; `combinability.html` when `out/combinability.json` (written by
+`tta.csv` and `figures/pareto.svg`; `combinability.html` when `out/combinability.json` (written by
 `effitrain matrix`) exists; then `report.pdf`. Every input is validated before anything is written, every
 file goes through the one atomic writer, and the index is the last page of the site, so a crash never
 leaves a half-written page nor an index linking to a missing page. Output order is deterministic.
@@ -57,8 +57,8 @@ def _paper_pages(tables: list[ResultsTable], out: Path, statuses: dict[tuple[str
     for paper, group in by_paper.items():
         urls = []
         for table in group:
-            name = f"{paper}-{variant(table)}-tta.png"
-            atomic_write(out / "figures" / name, figures.tta_png(table))
+            name = f"{paper}-{variant(table)}-tta.svg"
+            atomic_write(out / "figures" / name, figures.tta_plot(table, "svg"))
             urls.append(f"figures/{quote(name)}")
         atomic_write(out / f"{paper}.html", html.paper_page(group, urls, statuses))
 
@@ -90,7 +90,7 @@ def build_report(runs_dir: str | Path = "reports/runs", out: str | Path = "repor
     overview = tta.rows(tables)
     atomic_write(out / "tta.csv", tta.to_csv(overview))
     if tables:
-        atomic_write(out / "figures" / "pareto.png", figures.pareto_png(overview))
+        atomic_write(out / "figures" / "pareto.svg", figures.pareto_plot(overview, "svg"))
     if comb is not None:
         heatmap = (out / "combinability.png").is_file()
         atomic_write(out / "combinability.html", html.combinability_page(comb, heatmap, statuses.get(cells.MATRIX_KEY)))

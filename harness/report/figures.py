@@ -1,4 +1,8 @@
-"""The report's figures as PNG bytes: a time-to-accuracy plot per results table and the Pareto overview.
+"""The report's figures as SVG (or PNG) bytes: a time-to-accuracy plot per results table and the Pareto overview.
+
+The site and the PDF use SVG: vector, and in the PDF a sixth of a PNG's size (Typst decodes a PNG and
+recompresses its pixels), so that the committed report.pdf stays small as papers are added. MLflow
+gets a PNG per results table.
 
 Drawn with matplotlib's object API (no pyplot state) and saved without the Software tag, so
 the same tables give the same bytes. The combinability heatmap is the matrix's own output
@@ -11,6 +15,7 @@ import io
 import math
 from typing import Any
 
+from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
@@ -18,17 +23,25 @@ from matplotlib.ticker import PercentFormatter
 from harness.report.cells import Format, arm_order, metric_format, metric_label, number
 from harness.results.schema import ResultsTable
 
-__all__ = ["tta_png", "pareto_png", "pareto_front"]
+__all__ = ["tta_plot", "pareto_plot", "pareto_front"]
 
 
-def _png(fig: Figure) -> bytes:
+def _encode(fig: Figure, fmt: str) -> bytes:
+    """The figure as PNG or as SVG (text as paths; element ids salted by a constant and no date, so the same
+    figure gives the same bytes)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
+    if fmt == "svg":
+        with rc_context({"svg.hashsalt": "effitrain", "svg.fonttype": "path"}):
+            fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    elif fmt == "png":
+        fig.savefig(buf, format="png", metadata={"Software": None})
+    else:
+        raise ValueError(f"figure format {fmt!r}: expected 'png' or 'svg'")
     return buf.getvalue()
 
 
-def tta_png(table: ResultsTable) -> bytes:
-    """Time-to-accuracy plot: target metric vs training seconds, a line per (arm, seed)."""
+def tta_plot(table: ResultsTable, fmt: str = "png") -> bytes:
+    """Time-to-accuracy plot: target metric vs training seconds, a line per (arm, seed); `fmt` png or svg."""
     metric, target = table.target.metric, table.target.value
     fig = Figure(figsize=(7.5, 4.4), dpi=110)
     FigureCanvasAgg(fig)
@@ -54,7 +67,7 @@ def tta_png(table: ResultsTable) -> bytes:
     ax.legend(title="arm (a line per seed)", fontsize=8, title_fontsize=8,
               loc="lower right" if table.target.mode == "max" else "upper right")
     fig.tight_layout()
-    return _png(fig)
+    return _encode(fig, fmt)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -67,8 +80,9 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def pareto_png(rows: list[dict[str, Any]]) -> bytes:
-    """One panel per (paper, variant) of tta.csv's rows: median test accuracy against median training seconds."""
+def pareto_plot(rows: list[dict[str, Any]], fmt: str = "png") -> bytes:
+    """One panel per (paper, variant) of tta.csv's rows: median test accuracy against median training seconds
+    (`fmt` png or svg)."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         if row["test_acc"] is not None and row["train_seconds"] is not None:
@@ -93,4 +107,4 @@ def pareto_png(rows: list[dict[str, Any]]) -> bytes:
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _png(fig)
+    return _encode(fig, fmt)

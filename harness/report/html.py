@@ -234,7 +234,7 @@ def index_page(tables: list[ResultsTable], runs_dir: Path, comb_present: bool = 
               "test accuracy and the theoretical speedup from FLOPs per sample beside the realised one: "
               '<a href="tta.csv">tta.csv</a>. Below, median test accuracy against median training time '
               "per arm; the red steps join the arms no other arm beats on both.</p>"
-              '<img src="figures/pareto.png" alt="accuracy against training time, one panel per paper">'
+              '<img src="figures/pareto.svg" alt="accuracy against training time, one panel per paper">'
             + _extras(comb_present))
     return _page(_TITLE, body)
 

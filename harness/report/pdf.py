@@ -7,7 +7,7 @@ as text (a value read with Typst's `json()` is never parsed as markup), so card 
 needs no escaping.
 
 The three sources go to a temp folder inside the output folder, Typst compiles them with the
-output folder as its root (so `/figures/...` are the site's PNGs), and the PDF is written with
+output folder as its root (so `/figures/...` are the site's SVG figures), and the PDF is written with
 the project's atomic writer: a failed compile leaves the previous PDF and raises ValueError with
 Typst's first error line.
 
@@ -51,6 +51,7 @@ FAMILY_TITLES = {
 }
 _BIB_KEY = re.compile(r"@\s*\w+\s*\{\s*([^,\s]+)\s*,")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_SVG_SIZE = re.compile(rb'<svg[^>]*?\swidth="(?P<w>[\d.]+)pt"\s+height="(?P<h>[\d.]+)pt"')
 TEXT_WIDTH_CM = 16.8  # A4 (21 cm) less the template's 2.1 cm side margins
 Comb = Combinability | None
 Statuses = dict[tuple[str, str], cells.CodeStatus] | None
@@ -157,21 +158,24 @@ def _table(columns: list[str], widths: list[float], rows: list[list[str]], fills
 
 
 def _figure(out_dir: Path, name: str, caption: str, max_height_cm: float = 9.5) -> dict[str, Any] | None:
-    """A PNG at out_dir/`name` (e.g. figures/pareto.png) for the template, or None when absent.
+    """A PNG or SVG at out_dir/`name` (e.g. figures/pareto.svg) for the template, or None when absent.
 
-    Its width follows the PNG's aspect ratio (IHDR width and height, bytes 16-24 of the file) so
-    that it is at most `max_height_cm` tall and 90% of the text width wide.
+    Its width follows the image's aspect ratio (a PNG's IHDR width and height, bytes 16-24; an SVG's
+    width and height attributes) so that it is at most `max_height_cm` tall and 90% of the text width wide.
     """
     try:
         with (out_dir / name).open("rb") as fh:
-            head = fh.read(24)
+            head = fh.read(2048)
     except OSError:
         return None
     width_cm = 0.9 * TEXT_WIDTH_CM
-    if head.startswith(_PNG_SIGNATURE) and len(head) == 24:
-        w_px, h_px = struct.unpack(">II", head[16:24])
-        if w_px and h_px:
-            width_cm = min(width_cm, max_height_cm * w_px / h_px)
+    w, h = 0.0, 0.0
+    if head.startswith(_PNG_SIGNATURE) and len(head) >= 24:
+        w, h = struct.unpack(">II", head[16:24])
+    elif svg := _SVG_SIZE.search(head):
+        w, h = float(svg["w"]), float(svg["h"])
+    if w and h:
+        width_cm = min(width_cm, max_height_cm * w / h)
     return {"path": f"/{name}", "width_cm": round(width_cm, 2), "caption": caption}
 
 
@@ -328,7 +332,7 @@ def _variant_block(table: ResultsTable, out_dir: Path, status: cells.CodeStatus 
             "banners": [{"kind": k, "title": title, "text": text}
                         for k, title, text in cells.status_banners(table, status)],
             "protocol": protocol, "results": _results_table(table), "epochs": _epochs_table(table),
-            "figure": _figure(out_dir, f"figures/{table.paper}-{name}-tta.png", caption),
+            "figure": _figure(out_dir, f"figures/{table.paper}-{name}-tta.svg", caption),
             "verdicts": _verdicts_table(table), "verdict_line": cells.verdict_counts(table.claims, table)}
 
 
@@ -396,7 +400,7 @@ def _tta_chapter(tables: list[ResultsTable], out_dir: Path) -> dict[str, Any]:
                      "verdicts, the share of seeds that reached the target, the median final test "
                      "accuracy, and the speedup the arm's FLOPs per sample would give if time followed FLOPs. "
                      "The same rows are in tta.csv.",
-            "figure": _figure(out_dir, "figures/pareto.png", "Median test accuracy against median training time per "
+            "figure": _figure(out_dir, "figures/pareto.svg", "Median test accuracy against median training time per "
                               "arm, a panel per table; the red steps join the arms no other arm beats on both.",
                               max_height_cm=20) if tables else None,
             "table": _table(["table", "arm", "time to target (median)", "baseline's", "speedup [interval]",
