@@ -29,7 +29,10 @@ SMOKE = ["target.value=0.15"]  # synthetic smoke data: a target one epoch reache
 
 def test_every_registered_pair_gets_a_static_verdict_and_only_composing_pairs_get_an_arm():
     plan = matrix.make_plan("mnist_cnn", "smoke")
-    names = list(tech.techniques())
+    # a technique that says it cannot run on the recipe's model is left out, and the rule says why
+    assert plan.left_out == (("early_bird", "early_bird needs BatchNorm scales to slim; SmallCNN has none"),)
+    assert "Left out: early_bird, which cannot run on this recipe's model" in plan.rule
+    names = [n for n in tech.techniques() if n != "early_bird"]
     assert plan.names == tuple(sorted(names))
     assert len(plan.pairs) == len(names) * (len(names) - 1) // 2
     arms = {a.name for a in plan.arms}
@@ -42,6 +45,9 @@ def test_every_registered_pair_gets_a_static_verdict_and_only_composing_pairs_ge
 
 
 def test_bad_plans_are_refused_before_anything_runs():
+    with pytest.raises(ValueError, match="technique 'early_bird' cannot run on recipe 'mnist_cnn': early_bird needs "
+                                         "BatchNorm scales to slim; SmallCNN has none"):
+        matrix.make_plan("mnist_cnn", "smoke", names=["early_bird", "dsd"])
     with pytest.raises(ValueError, match="unknown technique"):
         matrix.make_plan("mnist_cnn", "smoke", names=["no_such_trick"])
     with pytest.raises(ValueError, match="unknown recipe"):

@@ -22,6 +22,7 @@ from tests.tiny import tiny_recipe
 # which the technique has something to act on, and its arguments. A technique missing here fails the
 # contract test, so a new one must say where it acts.
 CONV = small_cnn((4, 8), 16)  # conv-only techniques need convolutions to act on
+CONV_BN = small_cnn((4, 8), 16, norm=True)  # network slimming needs BatchNorm scales
 MLP = mlp((32,))
 CANONICAL: dict[str, tuple[object, dict]] = {
     "activation_grad_pruning": (CONV, {"rate": 0.9}),
@@ -29,11 +30,13 @@ CANONICAL: dict[str, tuple[object, dict]] = {
     "crs": (CONV, {"sample_ratio": 0.5, "minimal_k": 1, "layers": "conv"}),
     "distillation": (MLP, {}),
     "dsd": (CONV, {"sparse_from": 0.0, "dense_from": 1.0}),  # masked from the first of the test's 2 steps
+    "early_bird": (CONV_BN, {"s": 1e-2}),  # slimming acts from the first step (the ticket: tests/test_you2020.py)
     "fixed_point": (MLP, {"il": 4, "fl": 8, "rounding": "stochastic"}),
     "fp16_loss_scaling": (CONV, {}),
     "gradient_approximation": (CONV, {"method": "spatial", "spatial_stride": 2}),
     "lars": (CONV, {}),
     "max_norm": (MLP, {"c": 0.3}),  # below the initial row norms (about 0.58), so the constraint binds
+    "net2wider": (CONV, {"grow_at": 0.5}),  # half width for the first of the test's 2 steps, then widened
     "prunetrain": (CONV, {}),  # the group lasso acts from the first step (channel removal: tests/test_lym2019.py)
 }
 
@@ -44,7 +47,8 @@ SURGERY = {"crs": "CRSConv2d", "fixed_point": "FixedPointLayer", "gradient_appro
 
 def _canonical_recipe(names: tuple[str, ...], steps: int = 2):
     classes = [tech.get_technique(n) for n in names]
-    model = CONV if any(CANONICAL[n][0] is CONV for n in names) else MLP
+    models = {CANONICAL[n][0] for n in names}
+    model = CONV_BN if CONV_BN in models else CONV if CONV in models else MLP
     refs = [Arm(r, reference=True) for r in dict.fromkeys(r for c in classes for r in c.needs_arms)]
     kwargs = {n: CANONICAL[n][1] for n in names if CANONICAL[n][1]}
     arms = [*refs, Arm("baseline"), Arm("with", techniques=names, technique_kwargs=kwargs)]

@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from harness.data.registry import spec_of
 from harness.experiments.executors import EXECUTORS, threads_per_job
 from harness.experiments.jobs import Job, Outcome, code_files
 from harness.experiments.progress import Progress
@@ -60,6 +61,7 @@ class Plan:
     pairs: tuple[tuple[str, str, str | None], ...]  # (a, b, reason it cannot compose or None)
     recipe: Recipe = field(repr=False)
     target_rule: str | None = None  # how the target was fixed (harness.experiments.preregister.apply)
+    left_out: tuple[tuple[str, str], ...] = ()  # (technique, why it cannot run on the recipe's model)
 
     @property
     def aa_arm(self) -> str | None:
@@ -117,10 +119,14 @@ def make_plan(recipe_name: str, scale: str, overrides: list[str] | tuple[str, ..
     for n in chosen:
         get_technique(n)  # unknown name -> ValueError listing the known ones
     chosen = [c.name for c in sorted((get_technique(n) for n in chosen), key=lambda c: c.name)]
+    base = apply_overrides(get_recipe(recipe_name, scale), list(overrides))
+    left_out = _unsupported(base, chosen)
+    if names and left_out:
+        raise ValueError(f"technique '{left_out[0][0]}' cannot run on recipe '{recipe_name}': {left_out[0][1]}")
+    chosen = [n for n in chosen if n not in dict(left_out)]
     tuned = tuned_settings(preregistered.get("overrides", []) if preregistered else [], chosen)
     pairs = tuple((a, b, conflict_reason(get_technique(a), get_technique(b)) or tuning_conflict(tuned, a, b))
                   for i, a in enumerate(chosen) for b in chosen[i + 1:])
-    base = apply_overrides(get_recipe(recipe_name, scale), list(overrides))
     arms = [Arm("baseline", description=f"{base.description}, no technique")]
     if any(TEACHER in get_technique(n).needs_arms for n in chosen):
         arms.insert(0, Arm(TEACHER, reference=True, description="the baseline configuration trained first on "
@@ -148,7 +154,18 @@ def make_plan(recipe_name: str, scale: str, overrides: list[str] | tuple[str, ..
         recipe, rule = preregister.apply(recipe, preregistered, preregistered_path,
                                          overrides=spread_tuning(tuned, recipe.arms))
     validate(recipe, [0])  # checks every arm's technique kwargs against the constructors
-    return Plan(recipe_name, scale, tuple(overrides), tuple(chosen), pairs, recipe, rule)
+    return Plan(recipe_name, scale, tuple(overrides), tuple(chosen), pairs, recipe, rule, tuple(left_out))
+
+
+def _unsupported(recipe: Recipe, names: list[str]) -> list[tuple[str, str]]:
+    """The techniques that say they cannot run on the recipe's model (an `unsupported(model)` that returns why,
+    as Early-Bird's without BatchNorm scales), with the reason."""
+    checks = [(n, check) for n in names if (check := getattr(get_technique(n), "unsupported", None)) is not None]
+    if not checks:
+        return []
+    spec = spec_of(recipe.dataset)
+    model = recipe.model(spec.input_shape, spec.num_classes)
+    return [(n, why) for n, check in checks if (why := check(model))]
 
 
 def tuned_settings(overrides: list[str], names: list[str]) -> dict[str, dict[str, str]]:
@@ -191,7 +208,8 @@ def recipe_rule(plan: Plan) -> str:
             + f". The techniques come from {len(papers)} papers that each trained their own dataset and model, "
               "so a pair rarely has a recipe of its own to share; one recipe for all gives S_A, S_B and S_AB "
               "the same baseline, which the interaction S_AB / (S_A * S_B) needs. It is set by "
-              "combine.recipe in params.yaml (or --recipe).")
+              "combine.recipe in params.yaml (or --recipe)."
+            + "".join(f" Left out: {n}, which cannot run on this recipe's model ({why})." for n, why in plan.left_out))
 
 
 def _paper_of(name: str) -> str | None:

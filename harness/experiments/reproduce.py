@@ -245,23 +245,31 @@ def judge_claims(card: PaperCard, recipe: Recipe, results: dict[str, list[RunRes
     return out
 
 
-# A claim's metric is a key of a run's final metrics, or one of its totals as `cost/steps`, `cost/samples`,
-# `cost/flops`; `cost/<total>_saved` with a minus_arm is the share of that total the arm saves against it,
-# paired by seed (1 - arm / minus_arm: PruneTrain's "53% of the training FLOPs removed").
+# A claim's metric is a key of a run's final metrics, one of its totals as `cost/steps`, `cost/samples`,
+# `cost/flops`, or a technique's statistic (`<technique>/<stat>`, its run mean: an Early-Bird arm's share of
+# steps spent searching); `cost/<total>_saved` with a minus_arm is the share of that total the arm saves
+# against it, paired by seed (1 - arm / minus_arm: PruneTrain's "53% of the training FLOPs removed").
 def _cost_name(metric: str) -> str | None:
     name = metric.removeprefix("cost/").removesuffix("_saved")
     return name if metric.startswith("cost/") and name in _COSTS else None  # the run totals _COSTS names
 
 
 def _has_value(run: RunResult, metric: str) -> bool:
-    return metric in run.final or _cost_name(metric) is not None
+    return metric in run.final or _cost_name(metric) is not None or metric in (run.stats or {})
+
+
+def _run_value(run: RunResult, metric: str) -> float:
+    cost = _cost_name(metric)
+    if cost:
+        return float(getattr(run, cost))
+    return float(run.final[metric]) if metric in run.final else float(run.stats[metric])
 
 
 def _value_claim(claim: Any, results: dict[str, list[RunResult]]) -> dict[str, Any]:
     cost = _cost_name(claim.metric)
 
     def values(arm: str) -> list[float]:
-        return [float(getattr(r, cost)) if cost else r.final[claim.metric] for r in results[arm]]
+        return [_run_value(r, claim.metric) for r in results[arm]]
 
     if claim.kind == "ordering":  # gaps between consecutive arms, paired by seed; the measured value is the smallest
         gaps = [paired_differences(values(hi), values(lo)) for lo, hi in zip(claim.arms, claim.arms[1:])]
