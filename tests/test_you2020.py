@@ -167,7 +167,7 @@ def test_bad_knobs_are_refused():
 
 def test_recipes_build_and_count_budgets():
     cpu = eb.recipe("cpu")
-    assert [a.name for a in cpu.arms] == ["baseline", "early_bird"] and cpu.budget == Budget(epochs=10)
+    assert [a.name for a in cpu.arms] == ["baseline", "early_bird"] and cpu.budget == Budget(epochs=16)
     paper = eb.recipe("paper")
     assert {a.name for a in paper.arms} == {"baseline", "early_bird", "early_bird_p50", "early_bird_p10"}
     assert paper.arm("early_bird_p10").technique_kwargs["early_bird"]["ratio"] == 0.1
