@@ -37,7 +37,7 @@ CARD = PaperCard(
     datasets=("imagenet",), models=("Inception-BN",),
     claims=(
         Claim("faster_than_scratch", "the widened network reaches the target in fewer FLOPs than the same network "
-              "from random initialisation, the small network's training included", "flops", "net2wider",
+              "from random initialisation, the small network's training included", "speedup", "net2wider",
               1.0, "Section 4 (Figures 4 and 5: faster convergence than random initialisation)", kind="at_least",
               cost="flops"),
         Claim("better_than_random_pad", "function-preserving widening ends more accurate than widening with random "
@@ -49,18 +49,19 @@ CARD = PaperCard(
     notes="Where we chose. (1) Net2WiderNet on every channel group of a CIFAR ResNet (harness.surgery's groups: a "
           "residual stage's shared channels are widened by one mapping, so the shortcuts stay consistent): the "
           "writers' output channels, biases and BatchNorm parameters and running statistics are copied along the "
-          "mapping, the readers' input channels divided by the copy count; outputs are equal before and after "
-          "without noise. (2) Noise: N(0, (0.01 * std)^2) added to the readers' copied input channels, std that "
-          "layer's weight std (the paper adds noise of unstated size). (3) The optimizer state of grown tensors "
-          "restarts at zero. (4) Net2DeeperNet for ResNets is a residual block whose last BatchNorm has scale and "
-          "shift zero: the block adds nothing, so it is exactly the identity after a ReLU (an identity conv "
-          "followed by BatchNorm is the identity only in eval mode). It is tested, not run in a recipe: a block "
-          "added mid-run brings parameters the optimizer and its schedule do not hold. (5) One run per arm: the "
-          "small network (half width) trains for the first 30% of the steps, then grows; the paper trains the "
-          "teacher to convergence first. The baseline trains the large network for the same total epochs, so the "
-          "small network's cost is charged to the grown arms. (6) cpu scale: ResNet-8 grown from width 8 to 16 on "
-          "10,240 CIFAR-10 JPEG images, 8 epochs, cosine (ours); the paper's scale is Inception-BN on ImageNet, "
-          "which needs hours of GPU time per run (a torchvision ResNet has no channel groups here yet).",
+          "mapping, the readers' input channels divided by the copy count; outputs are equal before and after without"
+          " noise. (2) Noise: N(0, (0.01 * std)^2) added to the readers' copied input channels, std that layer's "
+          "weight std (the paper adds noise of unstated size). (3) The optimizer state of every widened tensor "
+          "restarts at zero, the old units' momentum included (ours). (4) Net2DeeperNet for ResNets is a residual "
+          "block whose last BatchNorm has scale and shift zero: the block adds nothing, so it is exactly the identity"
+          " after a ReLU (an identity conv followed by BatchNorm is the identity only in eval mode). It is tested, "
+          "not run in a recipe: a block added mid-run brings parameters the optimizer and its schedule do not hold. "
+          "(5) One run per arm: the small network (half width) trains for the first 30% of the steps, then grows; the"
+          " paper trains the teacher to convergence first. The baseline trains the large network for the same total "
+          "epochs, so the small network's cost is charged to the grown arms. (6) cpu scale: ResNet-8 grown from width"
+          " 8 to 16 on 10,240 CIFAR-10 JPEG images, 8 epochs; SGD lr 0.1, momentum 0.9, weight decay 5e-4, batch 128 "
+          "and cosine decay are ours; the paper's scale is Inception-BN on ImageNet, which needs hours of GPU time "
+          "per run (a torchvision ResNet has no channel groups here yet).",
     bibtex="@inproceedings{chen2016net2net,\n  title={Net2Net: Accelerating Learning via Knowledge Transfer},\n"
            "  author={Chen, Tianqi and Goodfellow, Ian and Shlens, Jonathon},\n  booktitle={ICLR},\n  year={2016}\n}",
 )
@@ -184,10 +185,10 @@ class Net2Wider(Technique):
         pl_module.step_metrics[f"{self.name}/small"] = float(not self.grown)
 
     def state_dict(self) -> dict:
-        return {"grown": self.grown, "full": self.full}
+        return {"grown": self.grown, "full": self.full, "seed": self.seed}
 
     def load_state_dict(self, state: dict) -> None:
-        self.grown, self.full = state["grown"], dict(state["full"])
+        self.grown, self.full, self.seed = state["grown"], dict(state["full"]), int(state["seed"])
 
 
 # ---------------------------------------------------------------- recipe
