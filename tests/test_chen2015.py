@@ -129,7 +129,10 @@ def test_a_run_grows_and_is_charged_for_its_small_phase():
     assert grown.stats["net2wider/small"] == 0.5  # small at step 1, grown at step 10
 
 
-def test_a_run_killed_after_growing_resumes_with_the_same_metrics(tmp_path, monkeypatch):
+@pytest.mark.parametrize("kill_at", [1, 5], ids=["before_growing", "after_growing"])
+def test_a_killed_run_resumes_with_the_same_metrics(tmp_path, monkeypatch, kill_at):
+    """Growth comes before step round(0.3 * 8) = 2: killed after step 5 the checkpoint holds the wide model;
+    after step 1 the narrow one, and the resumed run must widen with the same noise (the growth seed)."""
     recipe = _smoke()
     arm = recipe.arm("net2wider")
     runner = Runner(None, DATA, progress=False)
@@ -139,18 +142,18 @@ def test_a_run_killed_after_growing_resumes_with_the_same_metrics(tmp_path, monk
     class Killed(Exception):
         pass
 
-    def kill_after_step_5(self, trainer, *args):  # grown before step 3: the checkpoint holds the wide model
+    def kill(self, trainer, *args):
         save(self, trainer, *args)
-        if trainer.global_step == 5:
+        if trainer.global_step == kill_at:
             raise Killed
 
     path = tmp_path / "n2n.ckpt"
-    monkeypatch.setattr(Checkpoint, "on_train_batch_end", kill_after_step_5)
+    monkeypatch.setattr(Checkpoint, "on_train_batch_end", kill)
     with pytest.raises(Killed):
         runner.run_one(recipe, arm, 0, checkpoint=path, checkpoint_every_n_steps=1)
     monkeypatch.setattr(Checkpoint, "on_train_batch_end", save)
     resumed, again = runner.run_one(recipe, arm, 0, checkpoint=path, checkpoint_every_n_steps=1, resume=True)
-    assert resumed.resumed_from_step == 5
+    assert resumed.resumed_from_step == kill_at
     assert (resumed.steps, resumed.final, resumed.flops) == (whole.steps, whole.final, whole.flops)
     assert [p.shape for p in again.parameters()] == [p.shape for p in model.parameters()]
 

@@ -73,28 +73,36 @@ def test_pruning_to_the_ticket_keeps_the_function_and_cuts_the_momentum():
     masks = []
     for group in groups:
         keep = torch.rand(group.width, generator=g) > 0.4
-        keep[0] = keep[0] if keep.any() else True
+        keep[0] = True  # every layer keeps a channel, so every layer still shapes the output
         bn = group.others[0].module
         bn.weight.data[~keep], bn.bias.data[~keep] = 0.0, 0.0
         masks.append(keep)
-    masks[3][:] = False  # a layer the mask empties keeps its best channel
     model.eval()
     x = torch.randn(4, 3, 32, 32)
     conv = groups[1].weights[0].module
     old_buffer, kept1 = opt.state[conv.weight]["momentum_buffer"].clone(), torch.nonzero(masks[1]).flatten()
     kept0 = torch.nonzero(masks[0]).flatten()
-    bn3 = groups[3].others[0].module
-    best3 = int(bn3.weight.detach().abs().argmax())
-    bn3.weight.data[:] = 0.0  # so the one channel layer 4 keeps outputs nothing either: the function stays
-    bn3.bias.data[:] = 0.0
     before = model(x)
+    assert before.std() > 0
     widths = eb.prune_to_mask(groups, torch.cat(masks), opt)
-    assert [after for _, after in widths.values()] == [int(m.sum()) or 1 for m in masks]
+    assert [after for _, after in widths.values()] == [int(m.sum()) for m in masks]
     torch.testing.assert_close(model(x), before, rtol=1e-5, atol=1e-5)
     buffer = opt.state[conv.weight]["momentum_buffer"]
     assert torch.equal(buffer, old_buffer[kept1][:, kept0])
-    assert bn3.weight.shape == (1,) and best3 >= 0
     opt.step()  # the cut optimizer steps the cut model
+
+
+def test_a_layer_the_mask_empties_keeps_its_best_scored_channel():
+    model = _vgg()
+    groups = eb.vgg_groups(model)
+    bn = groups[3].others[0].module
+    scales = torch.linspace(0.1, 0.2, bn.num_features)
+    scales[5] = -0.9  # the best |gamma| is neither the first nor the largest signed value
+    bn.weight.data.copy_(scales)
+    masks = [torch.ones(gr.width, dtype=torch.bool) for gr in groups]
+    masks[3][:] = False
+    widths = eb.prune_to_mask(groups, torch.cat(masks))
+    assert widths[groups[3].name] == (scales.numel(), 1) and bn.weight.item() == pytest.approx(-0.9)
 
 
 def _smoke():
@@ -118,13 +126,16 @@ def test_a_run_draws_the_ticket_and_the_ledger_follows_it():
     assert judged["measured"] == ticket.stats["early_bird/searching"] and judged["n_seeds"] == 1
 
 
-def test_a_run_killed_after_the_ticket_resumes_with_the_same_metrics(tmp_path, monkeypatch):
+@pytest.mark.parametrize("offset", [2, -2], ids=["after_the_ticket", "while_searching"])
+def test_a_run_killed_resumes_with_the_same_metrics(tmp_path, monkeypatch, offset):
+    """Killed two steps into the epoch that drew the ticket (the pruned shapes must come back), or two steps
+    before it (the masks so far and the last epoch checked must come back, or the ticket moves)."""
     recipe = _smoke()
     arm = recipe.arm("early_bird")
     runner = Runner(None, DATA, progress=False)
     whole, model = runner.run_one(recipe, arm, 0)
     drawn = next(i for i, e in enumerate(whole.epochs) if e["params"] < whole.epochs[0]["params"])
-    kill_at = 4 * drawn + 2  # two steps into the epoch that drew the ticket (4 steps per epoch)
+    kill_at = 4 * drawn + offset  # 4 steps per epoch
     save = Checkpoint.on_train_batch_end
 
     class Killed(Exception):
