@@ -15,6 +15,7 @@ from harness.measure import Budget
 from harness.models import mlp, small_cnn
 from harness.recipes import Arm
 from harness.runner import RunContext, Runner, arm_order
+from reproductions.degusmao2016_kernel_rescaling import wide_kernel_cnn
 from reproductions.hinton2015_distillation import distillation_loss
 from tests.tiny import tiny_recipe
 
@@ -24,6 +25,7 @@ from tests.tiny import tiny_recipe
 CONV = small_cnn((4, 8), 16)  # conv-only techniques need convolutions to act on
 CONV_BN = small_cnn((4, 8), 16, norm=True)  # network slimming needs BatchNorm scales
 MLP = mlp((32,))
+WIDE = wide_kernel_cnn((4, "M", 8))  # kernel rescaling needs kernels above 3x3 and a global pool
 CANONICAL: dict[str, tuple[object, dict]] = {
     "activation_grad_pruning": (CONV, {"rate": 0.9}),
     "bf16_autocast": (CONV, {}),
@@ -34,6 +36,7 @@ CANONICAL: dict[str, tuple[object, dict]] = {
     "fixed_point": (MLP, {"il": 4, "fl": 8, "rounding": "stochastic"}),
     "fp16_loss_scaling": (CONV, {}),
     "gradient_approximation": (CONV, {"method": "spatial", "spatial_stride": 2}),
+    "kernel_rescaling": (WIDE, {}),  # 5x5 kernels at 3x3 on 17 px images for the first step, then rescaled
     "lars": (CONV, {}),
     "max_norm": (MLP, {"c": 0.3}),  # below the initial row norms (about 0.58), so the constraint binds
     "net2wider": (CONV, {"grow_at": 0.5}),  # half width for the first of the test's 2 steps, then widened
@@ -48,7 +51,7 @@ SURGERY = {"crs": "CRSConv2d", "fixed_point": "FixedPointLayer", "gradient_appro
 def _canonical_recipe(names: tuple[str, ...], steps: int = 2):
     classes = [tech.get_technique(n) for n in names]
     models = {CANONICAL[n][0] for n in names}
-    model = CONV_BN if CONV_BN in models else CONV if CONV in models else MLP
+    model = next(m for m in (WIDE, CONV_BN, CONV, MLP) if m in models)
     refs = [Arm(r, reference=True) for r in dict.fromkeys(r for c in classes for r in c.needs_arms)]
     kwargs = {n: CANONICAL[n][1] for n in names if CANONICAL[n][1]}
     arms = [*refs, Arm("baseline"), Arm("with", techniques=names, technique_kwargs=kwargs)]
