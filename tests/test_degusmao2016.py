@@ -83,7 +83,7 @@ def _smoke():
 
 
 def test_a_run_trains_small_first_is_charged_the_cheaper_steps_and_ends_with_full_kernels():
-    recipe = replace(_smoke(), budget=Budget(epochs=3))  # 12 steps, the switch before step 6 (in epoch 1)
+    recipe = replace(_smoke(), budget=Budget(epochs=3))  # 12 steps, the switch before the 7th (epoch 1's third)
     runner = Runner(None, DATA, progress=False)
     base, base_model = runner.run_one(recipe, recipe.arm("baseline"), 0)
     run, model = runner.run_one(recipe, recipe.arm("kernel_rescaling"), 0)
@@ -97,14 +97,21 @@ def test_a_run_trains_small_first_is_charged_the_cheaper_steps_and_ends_with_ful
     assert low["flops"] < 0.3 * full["flops"]
     assert run.flops < 0.75 * base.flops
     assert run.stats["kernel_rescaling/low"] == 0.5  # low at step 1, rescaled at step 10
+    # the control spends the same, and ends elsewhere
+    pad, _ = runner.run_one(recipe, kr.recipe("smoke").arm("zero_pad"), 0)
+    assert [e["flops"] for e in pad.epochs] == [e["flops"] for e in run.epochs]
+    assert pad.final["test/loss"] != run.final["test/loss"]
 
 
-@pytest.mark.parametrize("kill_at", [1, 6], ids=["before_the_switch", "after_the_switch"])
-def test_a_killed_run_resumes_with_the_same_metrics(tmp_path, monkeypatch, kill_at):
-    """The switch comes before step round(0.5 * 8) = 4: a checkpoint after step 6 holds 5x5 kernels, which the
-    resumed run (built with 3x3 ones) must take with their padding; one after step 1 holds the small ones."""
-    recipe = _smoke()
-    arm = recipe.arm("kernel_rescaling")
+@pytest.mark.parametrize("kill_at", [1, 6, 9], ids=["before_the_switch", "at_the_switch", "after_the_switch"])
+@pytest.mark.parametrize("arm_name", ["kernel_rescaling", "zero_pad"])
+def test_a_killed_run_resumes_with_the_same_metrics(tmp_path, monkeypatch, kill_at, arm_name):
+    """The switch comes before the 7th of 12 steps (global step round(0.5 * 12) = 6, inside epoch 1, as a
+    checkpoint is never written at an epoch's last step): a checkpoint after 9 steps holds 5x5 kernels, which
+    the resumed run (built with 3x3 ones) must take with their padding; one after 6 steps holds the small ones,
+    switched on the first step after the resume."""
+    recipe = replace(kr.recipe("smoke"), budget=Budget(epochs=3))
+    arm = recipe.arm(arm_name)
     runner = Runner(None, DATA, progress=False)
     whole, model = runner.run_one(recipe, arm, 0)
     save = Checkpoint.on_train_batch_end
@@ -126,6 +133,9 @@ def test_a_killed_run_resumes_with_the_same_metrics(tmp_path, monkeypatch, kill_
     assert resumed.resumed_from_step == kill_at
     assert (resumed.steps, resumed.final, resumed.flops) == (whole.steps, whole.final, whole.flops)
     assert [p.shape for p in again.parameters()] == [p.shape for p in model.parameters()]
+    convs = [m for m in again.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(m.kernel_size == (5, 5) and m.padding == (2, 2) and len(m._forward_pre_hooks) == 1 for m in convs)
+    assert len(again._forward_pre_hooks) == 1  # one downscaling hook, idle after the switch
 
 
 def test_models_it_cannot_act_on_and_bad_knobs_are_refused():
@@ -137,19 +147,43 @@ def test_models_it_cannot_act_on_and_bad_knobs_are_refused():
                                                        "downscaled images)")
     assert "largest is 3x3" in kr.KernelRescaling.unsupported(resnet_cifar(8, 4)((3, 32, 32), 10))
     assert kr.KernelRescaling.unsupported(kr.wide_kernel_cnn()((3, 32, 32), 10)) is None
+    pooled_7x7 = kr.wide_kernel_cnn()((3, 32, 32), 10)
+    pooled_7x7.pool = torch.nn.AdaptiveAvgPool2d(7)  # torchvision VGG/AlexNet style: a fixed 7x7 map, not global
+    assert "needs a global pool" in kr.KernelRescaling.unsupported(pooled_7x7)
+    valid = kr.wide_kernel_cnn()((3, 32, 32), 10)
+    valid.features[0].padding = (0, 0)
+    assert "'same' zero padding (2)" in kr.KernelRescaling.unsupported(valid)
     recipe = tiny_recipe(arms=[Arm("baseline"), Arm("k", techniques=("kernel_rescaling",))], model=small_cnn((4, 8)),
                          flatten=False)
     with pytest.raises(ValueError, match="needs a global pool"):
         Runner(None, DATA, progress=False).run_one(recipe, recipe.arm("k"), 0)
     for kwargs, text in [({"low": 2}, "odd kernel size"), ({"low": 0}, "odd kernel size"),
-                         ({"switch_at": 1.0}, "switch_at"), ({"switch_at": 0}, "switch_at")]:
+                         ({"switch_at": 1.0}, "switch_at"), ({"switch_at": 0}, "switch_at"),
+                         ({"transform": "bilinear"}, "rescale, zero_pad")]:
         with pytest.raises(ValueError, match=text):
             kr.KernelRescaling(**kwargs)
 
 
+def test_a_budget_without_steps_is_refused():
+    recipe = replace(_smoke(), budget=Budget(train_seconds=5.0))
+    with pytest.raises(ValueError, match="give the budget in steps, epochs or samples"):
+        Runner(None, DATA, progress=False).run_one(recipe, recipe.arm("kernel_rescaling"), 0)
+
+
+def test_the_control_pads_the_same_taps_with_zeros():
+    w = torch.randn(2, 3, 3, 3)
+    padded = kr.zero_pad_kernel(w, 5)
+    assert padded.shape == (2, 3, 5, 5) and torch.equal(padded[..., 1:4, 1:4], w)
+    assert padded[..., 0, :].abs().sum() == padded[..., :, 4].abs().sum() == 0
+    # unlike the rescaled kernel, it keeps the taps' spacing: a filter 3/5 as wide at full resolution
+    assert not torch.allclose(padded, kr.rescale_kernel(w, 5))
+
+
 def test_the_recipes_compare_equal_epochs():
     cpu, paper = kr.recipe("cpu"), kr.recipe("paper")
-    assert [a.name for a in cpu.arms] == ["baseline", "kernel_rescaling"] and cpu.dataset == "cifar10-jpeg75"
+    assert [a.name for a in cpu.arms] == ["baseline", "kernel_rescaling", "zero_pad"]
+    assert cpu.dataset == "cifar10-jpeg75"
+    assert cpu.arm("zero_pad").technique_kwargs["kernel_rescaling"]["transform"] == "zero_pad"
     assert not cpu.arm("kernel_rescaling").overrides and cpu.arm("kernel_rescaling").fidelity == "variant"
     assert paper.dataset == "imagenet" and paper.arm("kernel_rescaling").technique_kwargs == {
         "kernel_rescaling": {"low": 5}}
