@@ -31,10 +31,14 @@ def test_every_registered_pair_gets_a_static_verdict_and_only_composing_pairs_ge
     plan = matrix.make_plan("mnist_cnn", "smoke")
     # a technique that says it cannot run on the recipe's model is left out, and the rule says why
     assert plan.left_out == (("early_bird", "early_bird needs BatchNorm scales to slim; SmallCNN has none"),
+                             ("finetune_classes", "finetune_classes continues a network trained first on the first "
+                              "classes (the 'initial' arm of a class-incremental recipe such as roy2018_tree_cnn's)"),
                              ("kernel_rescaling", "kernel_rescaling needs a global pool before the classifier; "
-                              "SmallCNN has none (a flattened map of fixed size cannot take downscaled images)"))
+                              "SmallCNN has none (a flattened map of fixed size cannot take downscaled images)"),
+                             ("tree_cnn", "tree_cnn needs a TreeCNN (a root over children: "
+                              "reproductions.roy2018_tree_cnn.tree_cnn); SmallCNN is one network"))
     assert "Left out: early_bird, which cannot run on this recipe's model" in plan.rule
-    names = [n for n in tech.techniques() if n not in ("early_bird", "kernel_rescaling")]
+    names = [n for n in tech.techniques() if n not in dict(plan.left_out)]
     assert plan.names == tuple(sorted(names))
     assert len(plan.pairs) == len(names) * (len(names) - 1) // 2
     arms = {a.name for a in plan.arms}

@@ -17,6 +17,7 @@ from harness.recipes import Arm
 from harness.runner import RunContext, Runner, arm_order
 from reproductions.degusmao2016_kernel_rescaling import wide_kernel_cnn
 from reproductions.hinton2015_distillation import distillation_loss
+from reproductions.roy2018_tree_cnn import tree_cnn
 from tests.tiny import tiny_recipe
 
 # One canonical setting per technique (Composer's tests/algorithms/algorithm_settings.py habit): a model on
@@ -26,6 +27,7 @@ CONV = small_cnn((4, 8), 16)  # conv-only techniques need convolutions to act on
 CONV_BN = small_cnn((4, 8), 16, norm=True)  # network slimming needs BatchNorm scales
 MLP = mlp((32,))
 WIDE = wide_kernel_cnn((4, "M", 8))  # kernel rescaling needs kernels above 3x3 and a global pool
+TREE = tree_cnn(root=CONV, branch=CONV)  # Tree-CNN grows a tree: a root with a leaf per first-stage class
 CANONICAL: dict[str, tuple[object, dict]] = {
     "activation_grad_pruning": (CONV, {"rate": 0.9}),
     "bf16_autocast": (CONV, {}),
@@ -33,6 +35,7 @@ CANONICAL: dict[str, tuple[object, dict]] = {
     "distillation": (MLP, {}),
     "dsd": (CONV, {"sparse_from": 0.0, "dense_from": 1.0}),  # masked from the first of the test's 2 steps
     "early_bird": (CONV_BN, {"s": 1e-2}),  # slimming acts from the first step (the ticket: tests/test_you2020.py)
+    "finetune_classes": (CONV, {}),  # starts from its 'initial' reference arm's weights
     "fixed_point": (MLP, {"il": 4, "fl": 8, "rounding": "stochastic"}),
     "fp16_loss_scaling": (CONV, {}),
     "gradient_approximation": (CONV, {"method": "spatial", "spatial_stride": 2}),
@@ -41,6 +44,7 @@ CANONICAL: dict[str, tuple[object, dict]] = {
     "max_norm": (MLP, {"c": 0.3}),  # below the initial row norms (about 0.58), so the constraint binds
     "net2wider": (CONV, {"grow_at": 0.5}),  # half width for the first of the test's 2 steps, then widened
     "prunetrain": (CONV, {}),  # the group lasso acts from the first step (channel removal: tests/test_lym2019.py)
+    "tree_cnn": (TREE, {}),  # classes 6-9 join leaves of the 'initial_tree' arm's root, which grow branches
 }
 
 
@@ -51,7 +55,7 @@ SURGERY = {"crs": "CRSConv2d", "fixed_point": "FixedPointLayer", "gradient_appro
 def _canonical_recipe(names: tuple[str, ...], steps: int = 2):
     classes = [tech.get_technique(n) for n in names]
     models = {CANONICAL[n][0] for n in names}
-    model = next(m for m in (WIDE, CONV_BN, CONV, MLP) if m in models)
+    model = next(m for m in (TREE, WIDE, CONV_BN, CONV, MLP) if m in models)
     refs = [Arm(r, reference=True) for r in dict.fromkeys(r for c in classes for r in c.needs_arms)]
     kwargs = {n: CANONICAL[n][1] for n in names if CANONICAL[n][1]}
     arms = [*refs, Arm("baseline"), Arm("with", techniques=names, technique_kwargs=kwargs)]
