@@ -414,9 +414,15 @@ class FinetuneClasses(Technique):
     needs_arms = ("initial",)
     description = "fine-tune the first stage's network (classifier grown to all classes) on every class seen"
 
-    def __init__(self) -> None:
+    def __init__(self, start: str = "initial") -> None:
+        if not isinstance(start, str) or not start:
+            raise ValueError(f"finetune_classes start={start!r} must name the first stage's arm")
+        self.start = start
+        self.needs_arms = (start,)  # this instance's first-stage arm (the class default: 'initial')
         self.loaded = False
-        self._updates = 0.0
+
+    def params(self) -> dict:
+        return {"start": self.start}
 
     @staticmethod
     def unsupported(model: nn.Module) -> str | None:
@@ -426,9 +432,9 @@ class FinetuneClasses(Technique):
     def setup(self, trainer, pl_module, stage: str) -> None:
         if self.loaded:
             return
-        start = pl_module.context.models.get("initial")
+        start = pl_module.context.models.get(self.start)
         if start is None:
-            raise ValueError("finetune_classes needs the 'initial' arm trained first for this seed")
+            raise ValueError(f"finetune_classes needs the '{self.start}' arm trained first for this seed")
         if pl_module.recipe.dataset in _SPLITS:
             _check_split(pl_module.recipe, "finetune_classes")
         load_grown(pl_module.model, start)
@@ -475,6 +481,14 @@ def recipe(scale: str) -> Recipe:
         Arm("baseline", techniques=("finetune_classes",), overrides={"model": big},
             description="the first stage's network, classifier grown to 10 outputs, fine-tuned whole on all classes",
             fidelity="variant", fidelity_note=note),
+        Arm("initial_small", reference=True, overrides={**stage1, "model": with_outputs(node, FIRST)},
+            description=f"first stage of our control: one network of the tree's node size on classes 0-{FIRST - 1}",
+            fidelity="variant", fidelity_note=note),
+        Arm("finetune_small", techniques=("finetune_classes",), overrides={"model": node},
+            technique_kwargs={"finetune_classes": {"start": "initial_small"}}, baseline="baseline",
+            description="our control: one network of the tree's node size, fine-tuned whole on all classes",
+            fidelity="variant", fidelity_note=note + "; the control is ours: is the tree better than a small "
+                                                     "network fine-tuned at a similar cost?"),
         Arm("tree_cnn", techniques=("tree_cnn",), overrides={"model": tree},
             description="new classes join the root's most similar leaf; the root and the new branches retrain",
             fidelity="variant", fidelity_note=note),

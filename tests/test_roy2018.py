@@ -152,6 +152,15 @@ def test_the_tree_grows_retrains_only_its_changed_nodes_and_costs_less(smoke_run
     assert first.final["test/acc"] >= 0 and tree_run.final["test/acc"] >= 0
 
 
+def test_our_control_fine_tunes_a_network_of_the_tree_s_node_size_from_its_own_first_stage(smoke_runs):
+    small, start = smoke_runs["finetune_small"][0], smoke_runs["initial_small"][1]
+    assert smoke_runs["baseline"][0].stats["effort/weight_updates"] > small.stats["effort/weight_updates"]
+    assert start.head[-1].weight.shape[0] == 6 and small.steps == smoke_runs["tree_cnn"][0].steps
+    assert tc.FinetuneClasses(start="initial_small").needs_arms == ("initial_small",)
+    with pytest.raises(ValueError, match="start"):
+        tc.FinetuneClasses(start="")
+
+
 def test_the_ledger_charges_each_branch_only_its_routed_images(smoke_runs):
     """The counted step is the root on the whole batch plus each branch on its share: between the root's own
     cost and the root plus every branch on every image."""

@@ -94,8 +94,7 @@ def calibrate(recipe: Recipe, seeds: int, tune: list[str], *, paper: str, out: P
     from harness.experiments.jobs import Job
     from harness.experiments.progress import Progress
     from harness.experiments.reproduce import run_phases
-    from harness.runner import arm_order, baseline_of, validate
-    from harness.techniques import get_technique
+    from harness.runner import _instantiate, arm_order, baseline_of, validate
 
     cal_seeds = list(range(CALIBRATION_SEED, CALIBRATION_SEED + seeds))
     grids = _grids(recipe, tune)
@@ -106,7 +105,7 @@ def calibrate(recipe: Recipe, seeds: int, tune: list[str], *, paper: str, out: P
 
     def run(rec: Recipe, arms: list[str], fail_fast: bool = True) -> dict[tuple[str, int], Any]:
         """The arms on the calibration seeds, with the reference arms their techniques learn from."""
-        needed = {ref for arm in arms for t in rec.arm(arm).techniques for ref in get_technique(t).needs_arms}
+        needed = {ref for arm in arms for t in _instantiate(rec.arm(arm)) for ref in t.needs_arms}
         names = [a.name for a in rec.arms if a.name in needed and a.name not in arms] + arms
         jobs = [Job(rec, arm, s, experiment, data_root, tracking_uri, None, {"tag": "calibration"})
                 for s in cal_seeds for arm in names]
