@@ -79,7 +79,7 @@ CARD = PaperCard(
           "cost depends on how many images of that batch go to branches, so `tree_cnn/counted_share` (that "
           "batch's share) stands beside `tree_cnn/pool_share` (the share over the epoch, which every epoch "
           "meets exactly) in the table. (8) Not charged to the tree: the likelihood pass at the start of the "
-          "second stage (one root forward per new-class training image, 4,096 at cpu scale: under 2% of the "
+          "second stage (one root forward per new-class training image, 4,096 at cpu scale: about 2% of the "
           "tree's counted FLOPs), which runs at setup, before the training clock starts.",
     bibtex="@article{roy2020tree,\n  title={Tree-CNN: A hierarchical Deep Convolutional Neural Network for "
            "incremental learning},\n  author={Roy, Deboleena and Panda, Priyadarshini and Roy, Kaushik},\n"
