@@ -68,6 +68,11 @@ def test_evaluation_routes_to_the_root_s_top_child_and_predicts_only_its_classes
         top = tree.root(x).argmax(1)
         pred = tree(x).argmax(1)
     assert torch.equal(tree.child_of()[pred], top)
+    with torch.no_grad():
+        assert torch.allclose(tree(x).logsumexp(1), torch.zeros(200), atol=1e-5)  # a distribution: a finite loss
+    many = _tree([[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], [12]], 13).eval()  # the guarantee holds for big children
+    with torch.no_grad():
+        assert torch.equal(many.child_of()[many(x).argmax(1)], many.root(x).argmax(1))
     for k in (0, 2):  # within a branch, the branch's own argmax
         rows = top == k
         inner = tree.branches[str(k)](x[rows]).argmax(1)
