@@ -155,9 +155,10 @@ def training_pool(data: ImageData, recipe: Recipe) -> tuple[torch.Tensor, torch.
 # ---------------------------------------------------------------- model
 
 _UNASSIGNED = -30.0  # log-probability of a class no child holds yet (p ~ 1e-13)
-# Evaluation: every class outside the routed child keeps 1% of the score it would have (ours). The prediction is
-# then always in the routed child (hard routing): there the best class scores at least p_root(top) / |child|,
-# outside at most p_root(top) / 100, for children of fewer than 100 classes. The loss stays finite.
+# Evaluation: for an image routed to a branch, every class outside it keeps 1% of the score it would have (ours).
+# The prediction is then always in the routed child (hard routing): there the best class scores at least
+# p_root(top) / |child|, outside at most p_root(top) / 100, for children of fewer than 100 classes. The loss stays
+# finite.
 _OFF_ROUTE = math.log(100.0)
 
 
@@ -198,7 +199,7 @@ class TreeCNN(nn.Module):
         labels = self.route_labels if self.training else None
         if labels is not None:
             route = child.to(labels.device)[labels].to(x.device)
-        else:
+        else:  # evaluation, or training a tree without the technique (the first stage: leaves only)
             route = root.argmax(dim=1)
         for key, branch in self.branches.items():
             k = int(key)
@@ -207,8 +208,9 @@ class TreeCNN(nn.Module):
                 cols = torch.tensor(self.groups[k], device=x.device)
                 inner = F.log_softmax(branch(x[rows]).float(), dim=1)
                 out = out.index_put((rows[:, None], cols[None, :]), root[rows, k:k + 1] + inner)
-        if labels is None:  # hard routing: only the routed child's classes can win
-            off = child[None, :] != route[:, None]
+        if not self.training:  # hard routing: only the routed child's classes can win
+            # (an image routed to a leaf needs nothing: its class already has the largest probability)
+            off = (child[None, :] != route[:, None]) & (sizes[route] > 1)[:, None]
             out = F.log_softmax(out - _OFF_ROUTE * off, dim=1)
         return out
 

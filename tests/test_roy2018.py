@@ -140,6 +140,15 @@ def smoke_runs():
     return _stage_two(tc.recipe("smoke"))
 
 
+def test_a_tree_of_leaves_trains_exactly_as_its_root_network_alone(smoke_runs):
+    """The first stage: a tree with a leaf per class is its root network, the same weights and the same metrics
+    as one network of that size trained on the same seed (our control's first stage)."""
+    (tree, tree_model), (small, small_model) = smoke_runs["initial_tree"], smoke_runs["initial_small"]
+    assert tree.final == pytest.approx(small.final, rel=1e-4) and tree.flops == small.flops
+    for a, b in zip(tree_model.root.state_dict().values(), small_model.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), (a - b).abs().max()  # log_softmax taken twice
+
+
 def test_the_tree_grows_retrains_only_its_changed_nodes_and_costs_less(smoke_runs):
     (first, start), (tree_run, tree) = smoke_runs["initial_tree"], smoke_runs["tree_cnn"]
     (base_run, base) = smoke_runs["baseline"]
