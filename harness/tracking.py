@@ -54,6 +54,18 @@ def git_commit() -> str | None:
     return _COMMIT[0]
 
 
+def _cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (Linux), with the architecture: wall-clock ratios depend on it
+    (bf16 runs natively on an AMX Xeon and is emulated elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.partition(':')[2].strip()} ({platform.machine()})"
+    except OSError:
+        pass
+    return None
+
+
 def provenance(dataset_md5: dict[str, str] | None = None) -> dict[str, Any]:
     """Where a result came from: code version, library versions, hardware, data.
 
@@ -62,7 +74,7 @@ def provenance(dataset_md5: dict[str, str] | None = None) -> dict[str, Any]:
     """
     status = _git("status", "--porcelain", "--untracked-files=no", "--", *_SOURCES)
     cuda = torch.cuda.is_available()
-    device = torch.cuda.get_device_name(0) if cuda else (platform.processor() or platform.machine())
+    device = torch.cuda.get_device_name(0) if cuda else (_cpu_model() or platform.processor() or platform.machine())
     return {
         "git_commit": _git("rev-parse", "HEAD") or "unknown",
         "git_dirty": bool(status) if status is not None else None,
